@@ -1,0 +1,42 @@
+# Two entry points: `make demo` (the main job) and `make test` (the test suite).
+# Each creates its own virtual environment, installs torch==2.13.0 first (a CPU
+# build), then siftdata, and installs Fashion-MNIST from Debian when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.siftdata-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test lint bench data venv clean
+
+demo: $(STAMP) data
+	$(VENV)/bin/siftdata demo
+
+test: $(STAMP) data
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests && $(VENV)/bin/ruff format --check src tests
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[report,dev]'
+	touch $(STAMP)
+
+data:
+	@if [ -z "$$SIFTDATA_FMNIST_DIR" ] && [ ! -f $(FMNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "Fashion-MNIST is missing. Install it with:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,88 @@
+"""Argument checks shared by the public functions; each raises a ``ValueError`` naming the argument."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_vector",
+    "check_finite",
+    "check_k",
+    "check_fraction",
+    "check_positive",
+    "check_logits_labels",
+    "check_same_length",
+]
+
+
+def check_vector(x: Tensor, name: str) -> Tensor:
+    """Require a 1-D floating tensor."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (one value per example), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: Tensor, name: str) -> Tensor:
+    """Require every value to be finite (no NaN or inf).
+
+    This costs one device-to-host sync; callers on a hot GPU path can skip it with ``validate=False``.
+    """
+    if not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} has {n_bad} non-finite value(s) (NaN or inf); refusing to select")
+    return x
+
+
+def check_k(k: int, n: int, name: str = "k") -> int:
+    """Require ``0 < k <= n`` for an integer ``k``."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"{name} must be an int, got {type(k).__name__}")
+    if not 0 < k <= n:
+        raise ValueError(f"{name} must be in [1, {n}] (the pool size), got {k}")
+    return k
+
+
+def check_fraction(x: float, name: str, *, low_open: bool = False, high_open: bool = False) -> float:
+    """Require ``x`` in [0, 1] (with optionally open ends)."""
+    x = float(x)
+    lo_ok = x > 0 if low_open else x >= 0
+    hi_ok = x < 1 if high_open else x <= 1
+    if not (lo_ok and hi_ok):
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must be in {lo}0, 1{hi}, got {x}")
+    return x
+
+
+def check_positive(x: float, name: str) -> float:
+    """Require a finite ``x > 0``."""
+    if not (float(x) > 0 and float(x) != float("inf")):
+        raise ValueError(f"{name} must be a finite number > 0, got {x}")
+    return float(x)
+
+
+def check_same_length(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    """Require two per-example tensors to have the same first dimension."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have one entry per example; got {a.shape[0]} and {b.shape[0]}"
+        )
+
+
+def check_logits_labels(logits: Tensor, labels: Tensor | None = None) -> None:
+    """Require 2-D floating logits ``(N, C)`` and, if given, integer labels ``(N,)`` in ``[0, C)``."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a floating tensor of shape (N, C), got {shape}")
+    if labels is None:
+        return
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of shape (N,), got {shape}")
+    check_same_length(logits, labels, "logits", "labels")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"labels must be in [0, {logits.shape[1]}) (the number of classes)")
