@@ -13,6 +13,7 @@ __all__ = [
     "check_positive",
     "check_logits_labels",
     "check_same_length",
+    "check_int_range",
 ]
 
 
@@ -47,7 +48,9 @@ def check_k(k: int, n: int, name: str = "k") -> int:
     return k
 
 
-def check_fraction(x: float, name: str, *, low_open: bool = False, high_open: bool = False) -> float:
+def check_fraction(
+    x: float, name: str, *, low_open: bool = False, high_open: bool = False
+) -> float:
     """Require ``x`` in [0, 1] (with optionally open ends)."""
     x = float(x)
     lo_ok = x > 0 if low_open else x >= 0
@@ -86,3 +89,13 @@ def check_logits_labels(logits: Tensor, labels: Tensor | None = None) -> None:
     check_same_length(logits, labels, "logits", "labels")
     if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
         raise ValueError(f"labels must be in [0, {logits.shape[1]}) (the number of classes)")
+
+
+def check_int_range(x: int, name: str, *, low: int, high: int | None = None) -> int:
+    """Require an integer ``x`` (not a bool) with ``low <= x <= high`` (no upper bound if ``high`` is None)."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise ValueError(f"{name} must be an int, got {type(x).__name__}")
+    if x < low or (high is not None and x > high):
+        upper = "inf)" if high is None else f"{high}]"
+        raise ValueError(f"{name} must be in [{low}, {upper}, got {x}")
+    return x

@@ -1,0 +1,95 @@
+"""Selective backprop (Jiang et al., 2019): keep probability from the loss percentile in a rolling history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validation import check_finite, check_k, check_positive, check_vector
+from ..sampling import gumbel_top_k
+from .base import GeneratorOwner, Selection
+
+__all__ = ["SelectiveBackpropSelector"]
+
+
+class SelectiveBackpropSelector(GeneratorOwner):
+    """Keep probability ``P(keep | ℓ) = CDF_history(ℓ) ** beta`` from a rolling history of losses.
+
+    The original method keeps each example independently and backpropagates whenever a batch has
+    filled up; here the batch size is fixed, so ``k`` examples are drawn without replacement with
+    probability ∝ their keep probability (Gumbel-top-k on its log). ``stats["expected_kept"]`` is the
+    number the independent rule would have kept from this super-batch.
+
+    Parameters
+    ----------
+    beta:
+        Selectivity exponent (the paper uses 1–3; larger keeps fewer low-loss examples).
+    history_size:
+        Number of recent losses the percentile is computed against.
+    seed, device:
+        The selector's own generator.
+    validate:
+        Check the losses (one host sync per call).
+    """
+
+    def __init__(
+        self,
+        *,
+        beta: float = 2.0,
+        history_size: int = 4096,
+        seed: int = 0,
+        device="cpu",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(seed=seed, device=device)
+        self.beta = check_positive(beta, "beta")
+        if history_size < 1:
+            raise ValueError(f"history_size must be >= 1, got {history_size}")
+        self.history = torch.zeros(history_size, device=self.device)
+        self.filled = 0  # number of valid history entries
+        self.cursor = 0  # next write position in the ring buffer
+        self.validate = validate
+
+    def keep_probability(self, losses: Tensor) -> Tensor:
+        """``CDF(ℓ) ** beta`` against the history (including these losses), floored at 1/(H+1)."""
+        reference = torch.cat([self.history[: self.filled], losses.detach()])
+        ordered = torch.sort(reference).values
+        rank = torch.searchsorted(ordered, losses.detach(), right=True)
+        cdf = rank.to(losses.dtype) / ordered.numel()
+        return cdf.clamp_min(1.0 / (ordered.numel() + 1)).pow(self.beta)
+
+    def _remember(self, losses: Tensor) -> None:
+        size = self.history.numel()
+        values = losses.detach().reshape(-1)[-size:]
+        positions = (self.cursor + torch.arange(values.numel(), device=self.device)) % size
+        self.history[positions] = values.to(self.history.dtype)
+        self.cursor = (self.cursor + values.numel()) % size
+        self.filled = min(size, self.filled + values.numel())
+
+    def select(self, scores: Tensor, k: int) -> Selection:
+        """``scores`` are the learner's per-example losses on the super-batch."""
+        if self.validate:
+            check_vector(scores, "scores")
+            check_finite(scores, "scores")
+        check_k(k, scores.shape[0])
+        keep = self.keep_probability(scores)
+        indices = gumbel_top_k(keep.log(), k, generator=self.generator, validate=False)
+        self._remember(scores)
+        stats = {
+            "selected_score_mean": scores[indices].mean(),
+            "score_mean": scores.mean(),
+            "expected_kept": keep.sum(),
+        }
+        return Selection(indices=indices, stats=stats)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(history=self.history.clone(), filled=self.filled, cursor=self.cursor)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.history = state["history"].to(self.device).clone()
+        self.filled, self.cursor = int(state["filled"]), int(state["cursor"])

@@ -1,0 +1,218 @@
+"""Choose indices from per-example scores: top-k, softmax sampling without replacement, sampling
+with replacement in proportion to given probabilities, and uniform sampling.
+
+Every function returns a ``LongTensor`` of positions on the input's device and makes no host
+round-trips unless ``validate=True`` (then the finiteness and sign checks each cost a sync).
+Randomness comes only from the ``generator`` passed in, which must live on the same device as
+the scores; nothing touches the global RNG when a generator is given.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._validation import check_finite, check_int_range, check_k, check_positive, check_vector
+
+__all__ = [
+    "top_k",
+    "gumbel_top_k",
+    "sample_with_replacement",
+    "uniform_without_replacement",
+]
+
+
+def _check_scores(scores: Tensor, k: int, name: str = "scores") -> None:
+    check_vector(scores, name)
+    check_finite(scores, name)
+    check_k(k, scores.shape[0])
+
+
+def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"generator lives on {generator.device} but the scores are on {device}; "
+            "create the generator on the scores' device"
+        )
+
+
+def _check_temperature(temperature: float | Tensor, scores: Tensor, validate: bool) -> None:
+    if not isinstance(temperature, Tensor):
+        check_positive(temperature, "temperature")
+        return
+    if not validate:
+        return
+    if temperature.dim() != 0 or not temperature.is_floating_point():
+        raise ValueError(
+            "temperature must be a positive float or a 0-d floating tensor, "
+            f"got shape {tuple(temperature.shape)} dtype {temperature.dtype}"
+        )
+    if temperature.device != scores.device:
+        raise ValueError(
+            f"temperature is on {temperature.device} but the scores are on {scores.device}"
+        )
+    if not bool(torch.isfinite(temperature) & (temperature > 0)):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+
+
+def top_k(scores: Tensor, k: int, *, validate: bool = True) -> Tensor:
+    r"""Indices of the ``k`` largest scores, largest first.
+
+    .. math:: \operatorname{argtop}_k\, s
+
+    Ties are broken by ``torch.topk`` (implementation-defined).
+
+    Parameters
+    ----------
+    scores : Tensor
+        ``(N,)`` floating scores.
+    k : int
+        How many to keep, ``1 ≤ k ≤ N``.
+    validate : bool
+        Check shape, dtype, finiteness and ``k`` (host sync); ``False`` skips the checks.
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` int64 indices on the scores' device.
+    """
+    if validate:
+        _check_scores(scores, k)
+    return torch.topk(scores, k, sorted=True).indices
+
+
+def gumbel_top_k(
+    scores: Tensor,
+    k: int,
+    *,
+    temperature: float | Tensor = 1.0,
+    generator: torch.Generator | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Draw ``k`` distinct indices from ``softmax(scores / τ)`` without replacement.
+
+    The draws follow the Plackett–Luce model: the ``j``-th index is drawn from the not-yet-drawn
+    set ``R_j`` with
+
+    .. math:: P(i \mid R_j) = \frac{\exp(s_i / τ)}{\sum_{l \in R_j} \exp(s_l / τ)}
+
+    and the indices are returned in draw order. Implemented with the Gumbel-top-k trick
+    (Kool et al., 2019): with ``G_i = −log(−log U_i)``, ``U_i ~ Uniform(0, 1)`` i.i.d., the
+    order of ``s_i / τ + G_i`` is a Plackett–Luce sample; we rank the equivalent keys
+    ``s_i + τ·G_i`` (same order since ``τ > 0``), which never overflows for small ``τ`` and
+    tends to :func:`top_k` as ``τ → 0``. One ``torch.rand`` call, no host sync.
+
+    Parameters
+    ----------
+    scores : Tensor
+        ``(N,)`` floating scores (log-weights up to the factor ``τ``).
+    k : int
+        How many to draw, ``1 ≤ k ≤ N``.
+    temperature : float or Tensor
+        ``τ > 0``. A 0-d tensor on the scores' device is accepted so that ``τ`` may depend on
+        the scores (e.g. ``0.5 * scores.std()``) without a host sync; it is only checked when
+        ``validate=True``. A float is always checked (no sync needed).
+    generator : torch.Generator, optional
+        Source of the uniform noise, on the scores' device; ``None`` uses the global RNG.
+    validate : bool
+        Check shape, dtype, finiteness, ``k`` and a tensor ``τ`` (host syncs).
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` distinct int64 indices in draw order, on the scores' device.
+    """
+    if validate:  # scores first: a τ derived from bad scores is bad for the same reason
+        _check_scores(scores, k)
+        _check_generator(generator, scores.device)
+    _check_temperature(temperature, scores, validate)
+    # Noise in at least float32 so half-precision scores still get fine-grained Gumbel keys.
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=dtype)
+    info = torch.finfo(dtype)
+    uniform = uniform.clamp_(min=info.tiny, max=1.0 - info.eps)
+    gumbel = -torch.log(-torch.log(uniform))
+    keys = scores.to(dtype) + temperature * gumbel
+    return torch.topk(keys, k, sorted=True).indices
+
+
+def sample_with_replacement(
+    probs: Tensor,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Draw ``k`` i.i.d. indices with ``P(i) = probs_i / Σ_j probs_j``.
+
+    .. math:: I_1, \dots, I_k \overset{iid}{\sim} \operatorname{Categorical}(p / \textstyle\sum p)
+
+    Used for importance sampling (draw ∝ gradient-norm bound, then weight each draw by
+    ``1 / (N · P(i))``). ``k`` may exceed ``N`` since indices repeat.
+
+    Parameters
+    ----------
+    probs : Tensor
+        ``(N,)`` nonnegative, finite, unnormalised probabilities with a positive sum.
+    k : int
+        Number of draws, ``k ≥ 1``.
+    generator : torch.Generator, optional
+        Random source on the probs' device; ``None`` uses the global RNG.
+    validate : bool
+        Check shape, dtype, finiteness, sign and sum (host syncs).
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` int64 indices (with repeats), on the probs' device.
+    """
+    if validate:
+        check_vector(probs, "probs")
+        check_finite(probs, "probs")
+        check_int_range(k, "k", low=1)
+        if bool((probs < 0).any()):
+            raise ValueError("probs must be nonnegative")
+        if not bool(probs.sum() > 0):
+            raise ValueError("probs must have a positive sum")
+        _check_generator(generator, probs.device)
+    return torch.multinomial(probs, k, replacement=True, generator=generator)
+
+
+def uniform_without_replacement(
+    n: int,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Draw ``k`` distinct indices from ``range(n)`` uniformly (a random ``k``-permutation).
+
+    .. math:: P(I_1 = i_1, \dots, I_k = i_k) = \frac{(n - k)!}{n!}
+
+    Implemented as the first ``k`` entries of ``torch.randperm(n)``.
+
+    Parameters
+    ----------
+    n : int
+        Pool size, ``n ≥ 1``.
+    k : int
+        How many to draw, ``1 ≤ k ≤ n``.
+    generator : torch.Generator, optional
+        Random source; ``None`` uses the global RNG.
+    device : torch.device or str, optional
+        Where the result lives; defaults to the generator's device, else CPU.
+    validate : bool
+        Check ``n`` and ``k`` (no host sync needed).
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` distinct int64 indices.
+    """
+    if validate:
+        check_int_range(n, "n", low=1)
+        check_k(k, n)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n, generator=generator, device=device)[:k]

@@ -1,0 +1,398 @@
+"""Scores keyed by example id, on disk, with a manifest and a dataset fingerprint.
+
+A *score store* is a directory::
+
+    ids.npy        int64 example ids, shape (N,)
+    scores.npy     one row per id, shape (N,) or (N, D)
+    manifest.json  {"format": "siftdata-scores", "version": 1, "kind", "count", "shape", "dtype",
+                    "fingerprint", "sha256": {file: digest}, "meta", "created"}
+
+It holds reference losses (``kind="reference-loss"``), offline proxy scores or cached embeddings.
+:func:`save_scores` writes atomically (temporary directory + rename), so an interrupted save never
+leaves half a store. :func:`load_scores` checks format, kind, checksums, shapes and the dataset
+fingerprint, so a cache built for other data is refused, not misused. :class:`ScoreTable` looks
+rows up by example id on any device without a Python loop over examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._validation import check_same_length
+
+__all__ = ["FORMAT", "VERSION", "ScoreTable", "dataset_fingerprint", "load_scores", "save_scores"]
+
+FORMAT = "siftdata-scores"
+VERSION = 1
+_IDS, _SCORES, _MANIFEST = "ids.npy", "scores.npy", "manifest.json"
+
+
+def _sha256(data: bytes | Tensor) -> str:
+    """The sha256 of bytes, or of a tensor's raw bytes (contiguous, on the CPU; any dtype)."""
+    if isinstance(data, Tensor):
+        data = data.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items: int = 16) -> dict:
+    """A cheap fingerprint of a dataset, to check that a cache was built for the same data.
+
+    Parameters
+    ----------
+    labels : Tensor
+        Labels, one per example (shape ``(N,)``); hashed in full as int64.
+    inputs : Tensor or None, default None
+        Inputs with examples along dim 0. Only ``n_items`` evenly spaced rows are hashed (their
+        raw bytes, contiguous on the CPU), so fingerprinting a large dataset stays cheap.
+    n_items : int, default 16
+        How many rows of ``inputs`` to hash (fewer if there are fewer examples).
+
+    Returns
+    -------
+    dict
+        ``{"count": N, "labels_sha256": str, "items_sha256": str or None}``.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D (one per example), got shape {tuple(labels.shape)}")
+    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+        raise ValueError(f"n_items must be an int >= 1, got {n_items!r}")
+    n = labels.shape[0]
+    items = None
+    if inputs is not None:
+        inputs = torch.as_tensor(inputs)
+        if inputs.dim() == 0 or inputs.shape[0] != n:
+            raise ValueError(f"inputs must have one row per label ({n}), got {tuple(inputs.shape)}")
+        rows = torch.linspace(0, max(n - 1, 0), min(n_items, n)).round().long().unique()
+        items = _sha256(inputs.index_select(0, rows.to(inputs.device)))
+    return {
+        "count": int(n),
+        "labels_sha256": _sha256(labels.to(torch.int64)),
+        "items_sha256": items,
+    }
+
+
+def _is_integer(x: Tensor) -> bool:
+    return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+
+
+def _check_id_vector(ids: Tensor) -> None:
+    if ids.dim() != 1 or not _is_integer(ids):
+        raise ValueError(f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}")
+
+
+def _check_ids_scores(ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate and return ``(ids, scores)`` as detached CPU tensors (ids int64)."""
+    ids, scores = torch.as_tensor(ids), torch.as_tensor(scores)
+    _check_id_vector(ids)
+    if scores.dim() not in (1, 2) or not scores.is_floating_point():
+        raise ValueError(f"scores must be a float (N,) or (N, D) tensor, got {scores.dtype}")
+    check_same_length(ids, scores, "ids", "scores")
+    ids = ids.detach().to("cpu", torch.int64)
+    n_dup = ids.numel() - ids.unique().numel()
+    if n_dup:
+        raise ValueError(f"ids must be unique; found {n_dup} duplicate(s)")
+    scores = scores.detach().to("cpu")
+    n_bad = int((~torch.isfinite(scores)).sum())
+    if n_bad:
+        raise ValueError(f"scores has {n_bad} non-finite value(s) (NaN or inf)")
+    return ids, scores
+
+
+def _write_npy(path: Path, array: np.ndarray) -> str:
+    """Save ``array`` to ``path``; return the file's sha256."""
+    np.save(path, array, allow_pickle=False)
+    return _sha256(path.read_bytes())
+
+
+def _is_replaceable(path: Path) -> bool:
+    """Only a directory holding store files alone (or none), or a score store, may be replaced."""
+    if not path.is_dir():
+        return False
+    if all(p.name in (_IDS, _SCORES, _MANIFEST) for p in path.iterdir()):
+        return True
+    try:
+        return json.loads((path / _MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``, replacing an existing store (restored if the rename fails)."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    old.rmdir()
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _new_manifest(kind: str, array: np.ndarray, fingerprint: dict, meta: dict | None) -> dict:
+    """The manifest of a new store (checksums are filled in once the files are written)."""
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "count": int(array.shape[0]),
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "fingerprint": fingerprint,
+        "sha256": {},
+        "meta": meta,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        json.dumps(manifest)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"fingerprint and meta must be JSON-serialisable: {err}") from err
+    return manifest
+
+
+def save_scores(
+    path: str | os.PathLike,
+    ids: Tensor,
+    scores: Tensor,
+    *,
+    kind: str,
+    fingerprint: dict,
+    meta: dict | None = None,
+) -> Path:
+    """Write scores keyed by example id to the directory ``path``, atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Target directory. An existing score store (or empty directory) there is replaced; any other
+        existing path is refused.
+    ids : Tensor
+        Unique integer example ids, shape ``(N,)``.
+    scores : Tensor
+        Finite floating scores, shape ``(N,)`` or ``(N, D)``; row ``i`` belongs to ``ids[i]``.
+    kind : str
+        What the scores are (e.g. ``"reference-loss"``); :func:`load_scores` can require it.
+    fingerprint : dict
+        The :func:`dataset_fingerprint` of the data the scores were computed on.
+    meta : dict or None, default None
+        Free-form JSON-serialisable notes (how the scores were made, what they cost).
+
+    Returns
+    -------
+    Path
+        The store's directory.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+    if not isinstance(fingerprint, dict):
+        raise ValueError(f"fingerprint must be a dict, got {type(fingerprint).__name__}")
+    ids, scores = _check_ids_scores(ids, scores)
+    array = (scores.float() if scores.dtype == torch.bfloat16 else scores).numpy()  # no np bfloat16
+    manifest = _new_manifest(kind, array, fingerprint, meta)
+    path = Path(path)
+    if path.exists() and not _is_replaceable(path):
+        raise ValueError(f"path {path} exists and is not a score store; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        manifest["sha256"] = {
+            _IDS: _write_npy(tmp / _IDS, ids.numpy()),
+            _SCORES: _write_npy(tmp / _SCORES, array),
+        }
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.is_dir():
+        raise FileNotFoundError(f"no score store at {path} (directory not found)")
+    file = path / _MANIFEST
+    if not file.is_file():
+        raise ValueError(f"{path} is not a score store: {_MANIFEST} is missing")
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{file} could not be parsed ({err}); the store is corrupt") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{file} is not a {FORMAT!r} manifest")
+    if manifest.get("version") != VERSION:
+        raise ValueError(f"{file} has version {manifest.get('version')!r}; expected {VERSION}")
+    return manifest
+
+
+def _check_fingerprint(stored: Any, expected: dict, path: Path) -> None:
+    expected = json.loads(json.dumps(expected))  # compare in the JSON-normalised form
+    stored = stored if isinstance(stored, dict) else {}  # a damaged manifest differs everywhere
+    diffs = [
+        f"{k}: stored {stored.get(k)!r} != expected {expected.get(k)!r}"
+        for k in sorted(set(stored) | set(expected))
+        if stored.get(k) != expected.get(k)
+    ]
+    if diffs:
+        detail = "fingerprint mismatch: " + "; ".join(diffs)
+        raise ValueError(f"{path} was built for other data ({detail}); rebuild the cache")
+
+
+def _load_npy(path: Path, name: str, digest: Any) -> np.ndarray:
+    if not (path / name).is_file():
+        raise ValueError(f"the store at {path} is corrupt: {name} is missing")
+    data = (path / name).read_bytes()
+    if _sha256(data) != digest:
+        raise ValueError(f"the store at {path} is corrupt: the sha256 of {name} does not match")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def load_scores(
+    path: str | os.PathLike, *, kind: str | None = None, fingerprint: dict | None = None
+) -> ScoreTable:
+    """Read a score store written by :func:`save_scores`, checking it before use.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The store's directory.
+    kind : str or None, default None
+        If given, the store's kind must equal it.
+    fingerprint : dict or None, default None
+        If given, the store's fingerprint must equal it (see :func:`dataset_fingerprint`).
+
+    Returns
+    -------
+    ScoreTable
+        The ids, scores and manifest, on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a directory.
+    ValueError
+        If the manifest is missing or unparsable, the format, version or kind is wrong, a file is
+        corrupt, the shapes disagree with the manifest, or the fingerprint differs.
+    """
+    path = Path(path)
+    manifest = _read_manifest(path)
+    if kind is not None and manifest.get("kind") != kind:
+        raise ValueError(f"the store at {path} holds {manifest.get('kind')!r} scores, not {kind!r}")
+    if fingerprint is not None:
+        _check_fingerprint(manifest.get("fingerprint"), fingerprint, path)
+    digests = manifest.get("sha256") or {}
+    ids = _load_npy(path, _IDS, digests.get(_IDS))
+    scores = _load_npy(path, _SCORES, digests.get(_SCORES))
+    found = [list(ids.shape), list(scores.shape), str(scores.dtype)]
+    declared = [[manifest.get("count")], manifest.get("shape"), manifest.get("dtype")]
+    if found != declared:
+        raise ValueError(
+            f"the store at {path} disagrees with its manifest: ids shape, scores shape and dtype "
+            f"are {found}, the manifest says {declared}"
+        )
+    return ScoreTable(torch.from_numpy(ids), torch.from_numpy(scores), manifest=manifest)
+
+
+class ScoreTable:
+    """Scores keyed by example id, with lookup by id on any device.
+
+    Parameters
+    ----------
+    ids : Tensor
+        Unique integer example ids, shape ``(N,)``.
+    scores : Tensor
+        Scores, shape ``(N,)`` or ``(N, D)``; row ``i`` belongs to ``ids[i]``.
+    manifest : dict or None, default None
+        The store's manifest (when loaded from disk).
+
+    Notes
+    -----
+    Ids exactly ``0..N-1`` are looked up by direct indexing; others are sorted once here and found
+    with :func:`torch.searchsorted`. Neither loops over examples in Python.
+    """
+
+    def __init__(self, ids: Tensor, scores: Tensor, *, manifest: dict | None = None) -> None:
+        ids, scores = torch.as_tensor(ids), torch.as_tensor(scores)
+        _check_id_vector(ids)
+        if scores.dim() == 0 or scores.shape[0] != ids.shape[0]:
+            raise ValueError(f"scores must have one row per id ({len(ids)}), got {scores.shape}")
+        self.ids, self.scores = ids.to(torch.int64), scores.to(ids.device)
+        self.manifest = dict(manifest) if manifest is not None else {}
+        n = ids.shape[0]
+        self._order: Tensor | None = None  # None: ids are 0..N-1, index directly
+        self._sorted_ids = self.ids
+        if not torch.equal(self.ids, torch.arange(n, device=ids.device)):
+            self._sorted_ids, self._order = torch.sort(self.ids)
+            if n > 1 and bool((self._sorted_ids[1:] == self._sorted_ids[:-1]).any()):
+                raise ValueError("ids must be unique")
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """The device the table lives on."""
+        return self.ids.device
+
+    def to(self, device: torch.device | str) -> ScoreTable:
+        """A copy of the table on ``device`` (the lookup structures are moved, not rebuilt)."""
+        table = ScoreTable.__new__(ScoreTable)
+        table.ids, table.scores = self.ids.to(device), self.scores.to(device)
+        table.manifest = dict(self.manifest)
+        table._sorted_ids = self._sorted_ids.to(device)
+        table._order = None if self._order is None else self._order.to(device)
+        return table
+
+    def lookup(self, ids: Tensor, *, validate: bool = True) -> Tensor:
+        """The score rows for example ``ids``, on the table's device.
+
+        Parameters
+        ----------
+        ids : Tensor
+            Integer example ids, any shape; moved to the table's device.
+        validate : bool, default True
+            Check that every id is in the table (one device-to-host sync). With ``False`` there is
+            no sync; unknown ids then give wrong rows (sorted tables) or an indexing error.
+
+        Returns
+        -------
+        Tensor
+            Shape ``ids.shape + scores.shape[1:]``.
+        """
+        ids = torch.as_tensor(ids)
+        if not _is_integer(ids):
+            raise ValueError(f"ids must be an integer tensor, got {ids.dtype}")
+        ids = ids.to(device=self.device, dtype=torch.int64)
+        n = len(self)
+        if self._order is None:
+            if validate:
+                self._check_known(ids, (ids >= 0) & (ids < n))
+            return self.scores[ids]
+        pos = torch.searchsorted(self._sorted_ids, ids).clamp_(max=n - 1)
+        if validate:
+            self._check_known(ids, self._sorted_ids[pos] == ids)
+        return self.scores[self._order[pos]]
+
+    @staticmethod
+    def _check_known(ids: Tensor, known: Tensor) -> None:
+        if not bool(known.all()):  # one host sync
+            missing = ids[~known].unique()
+            raise ValueError(
+                f"ids has {missing.numel()} id(s) not in the table, e.g. {missing[:5].tolist()}; "
+                "was the table built for this dataset?"
+            )

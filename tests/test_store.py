@@ -1,0 +1,204 @@
+"""Tests for siftdata.store: round trips, lookup by id, validation, integrity and atomic saves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from siftdata.store import ScoreTable, dataset_fingerprint, load_scores, save_scores
+
+
+def _data(n=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 4, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+def _fp(n=50, seed=0):
+    x, y = _data(n, seed)
+    return dataset_fingerprint(y, x)
+
+
+@pytest.mark.parametrize("shape", [(40,), (40, 3)])
+def test_round_trip(tmp_path, shape):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randperm(100, generator=g)[:40]
+    scores = torch.randn(*shape, generator=g)
+    path = save_scores(tmp_path / "s", ids, scores, kind="k", fingerprint=_fp(), meta={"a": 1})
+    table = load_scores(path, kind="k", fingerprint=_fp())
+    assert torch.equal(table.ids, ids) and torch.equal(table.scores, scores)
+    assert len(table) == 40
+    m = table.manifest
+    assert m["format"] == "siftdata-scores" and m["version"] == 1 and m["kind"] == "k"
+    assert m["count"] == 40 and m["shape"] == list(shape) and m["dtype"] == "float32"
+    assert m["meta"] == {"a": 1} and set(m["sha256"]) == {"ids.npy", "scores.npy"}
+
+
+def _slow_lookup(ids, scores, query):
+    table = {int(i): scores[k] for k, i in enumerate(ids)}
+    return torch.stack([table[int(q)] for q in query])
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("shape", [(30,), (30, 2)])
+def test_lookup_matches_dict(dense, shape):
+    g = torch.Generator().manual_seed(2)
+    ids = torch.arange(30) if dense else torch.randperm(1000, generator=g)[:30] * 7
+    scores = torch.randn(*shape, generator=g)
+    table = ScoreTable(ids, scores)
+    assert (table._order is None) is dense
+    query = ids[torch.randint(0, 30, (64,), generator=g)]
+    assert torch.equal(table.lookup(query), _slow_lookup(ids, scores, query))
+    assert torch.equal(table.lookup(query, validate=False), _slow_lookup(ids, scores, query))
+    assert torch.equal(table.to("cpu").lookup(query), table.lookup(query))
+
+
+def test_permuted_ids_not_dense():
+    ids = torch.randperm(20, generator=torch.Generator().manual_seed(3))
+    scores = torch.arange(20.0) * 10
+    table = ScoreTable(ids, scores)
+    assert table._order is not None
+    assert torch.equal(table.lookup(ids), scores)
+
+
+@pytest.mark.parametrize("ids", [torch.arange(10), torch.arange(10) * 3])
+def test_unknown_id(ids):
+    table = ScoreTable(ids, torch.zeros(10))
+    with pytest.raises(ValueError, match="not in the table"):
+        table.lookup(torch.tensor([1, 1000]))
+    with pytest.raises(ValueError, match="not in the table"):
+        table.lookup(torch.tensor([-1]))
+    with pytest.raises(ValueError, match="integer"):
+        table.lookup(torch.tensor([1.0]))
+
+
+def test_save_validation(tmp_path):
+    fp = _fp()
+    with pytest.raises(ValueError, match="unique"):
+        save_scores(
+            tmp_path / "a", torch.tensor([0, 1, 1]), torch.zeros(3), kind="k", fingerprint=fp
+        )
+    with pytest.raises(ValueError, match="ids and scores"):
+        save_scores(tmp_path / "a", torch.arange(3), torch.zeros(4), kind="k", fingerprint=fp)
+    with pytest.raises(ValueError, match="non-finite"):
+        bad = torch.tensor([0.0, float("nan"), 1.0])
+        save_scores(tmp_path / "a", torch.arange(3), bad, kind="k", fingerprint=fp)
+    with pytest.raises(ValueError, match="ids must be a 1-D integer"):
+        save_scores(tmp_path / "a", torch.arange(3.0), torch.zeros(3), kind="k", fingerprint=fp)
+    with pytest.raises(ValueError, match="kind"):
+        save_scores(tmp_path / "a", torch.arange(3), torch.zeros(3), kind="", fingerprint=fp)
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="unique"):
+        ScoreTable(torch.tensor([5, 2, 5]), torch.zeros(3))
+
+
+def _saved(tmp_path, **kw):
+    return save_scores(
+        tmp_path / "s", torch.arange(50), torch.rand(50), kind="k", fingerprint=_fp(), **kw
+    )
+
+
+def test_corrupt_file(tmp_path):
+    path = _saved(tmp_path)
+    data = bytearray((path / "scores.npy").read_bytes())
+    data[-1] ^= 0xFF
+    data[-5] ^= 0x0F
+    (path / "scores.npy").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_scores(path)
+
+
+def test_shape_disagrees_with_manifest(tmp_path):
+    path = _saved(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["shape"] = [50, 2]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="disagrees with its manifest"):
+        load_scores(path)
+
+
+def test_fingerprint_mismatch_count(tmp_path):
+    path = _saved(tmp_path)
+    with pytest.raises(ValueError, match="count: stored 50 != expected 49.*rebuild"):
+        load_scores(path, fingerprint=_fp(n=49))
+
+
+def test_fingerprint_mismatch_labels(tmp_path):
+    path = _saved(tmp_path)
+    x, y = _data()
+    y2 = y.clone()
+    y2[0] = (y2[0] + 1) % 5
+    with pytest.raises(ValueError, match="labels_sha256") as err:
+        load_scores(path, fingerprint=dataset_fingerprint(y2, x))
+    assert "items_sha256" not in str(err.value) and "count" not in str(err.value)
+    x2 = x.clone()
+    x2[0] += 1
+    with pytest.raises(ValueError, match="items_sha256"):
+        load_scores(path, fingerprint=dataset_fingerprint(y, x2))
+
+
+def test_wrong_kind_and_format(tmp_path):
+    path = _saved(tmp_path)
+    with pytest.raises(ValueError, match="'k' scores, not 'embedding'"):
+        load_scores(path, kind="embedding")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="version"):
+        load_scores(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="parsed"):
+        load_scores(path)
+
+
+def test_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_scores(tmp_path / "nope")
+    path = _saved(tmp_path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="manifest.json is missing"):
+        load_scores(path)
+
+
+def test_atomic_replace(tmp_path):
+    path = _saved(tmp_path, meta={"v": 1})
+    new = torch.arange(10.0)
+    save_scores(path, torch.arange(10), new, kind="k2", fingerprint=_fp(10), meta={"v": 2})
+    table = load_scores(path, kind="k2", fingerprint=_fp(10))
+    assert torch.equal(table.scores, new) and table.manifest["meta"] == {"v": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temp or backup left
+
+
+def test_failed_save_keeps_old_store(tmp_path):
+    path = _saved(tmp_path)
+    with pytest.raises(ValueError, match="JSON"):
+        save_scores(
+            path, torch.arange(3), torch.zeros(3), kind="k", fingerprint=_fp(), meta={"f": object()}
+        )
+    assert len(load_scores(path)) == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_refuses_to_replace_other_directory(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not a score store"):
+        save_scores(other, torch.arange(3), torch.zeros(3), kind="k", fingerprint=_fp())
+    assert (other / "precious.txt").read_text() == "keep"
+
+
+def test_fingerprint_fields():
+    x, y = _data()
+    fp = dataset_fingerprint(y, x, n_items=4)
+    assert fp["count"] == 50 and len(fp["labels_sha256"]) == 64 and len(fp["items_sha256"]) == 64
+    assert dataset_fingerprint(y)["items_sha256"] is None
+    assert dataset_fingerprint(y.int(), x) == dataset_fingerprint(y, x)
+    x2 = x.clone()
+    x2[1] += 1  # not one of 4 evenly spaced rows (0, 16, 33, 49)
+    assert dataset_fingerprint(y, x2, n_items=4) == fp
+    with pytest.raises(ValueError, match="inputs"):
+        dataset_fingerprint(y, x[:10])
+    with pytest.raises(ValueError, match="n_items"):
+        dataset_fingerprint(y, x, n_items=0)
