@@ -16,7 +16,7 @@ test: $(STAMP) data
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests && $(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests examples benchmarks && $(VENV)/bin/ruff format --check src tests examples benchmarks
 
 venv: $(STAMP)
 

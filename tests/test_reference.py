@@ -225,3 +225,14 @@ def test_global_rng_untouched():
     train_reference_model(next(models), x, y, val_inputs=x, val_labels=y, epochs=1, progress=False)
     two_halves_losses(lambda: next(models), x, y, epochs=1, progress=False)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_compute_losses_temperature_sharpens_logits():
+    x, y = _blobs(40, 3)
+    model = _model().eval()
+    losses = compute_losses(model, x, y, temperature=1 / 3)
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x) * 3, y, reduction="none")
+    torch.testing.assert_close(losses, expected)
+    with pytest.raises(ValueError, match="temperature"):
+        compute_losses(model, x, y, temperature=0)

@@ -17,7 +17,11 @@ def _recs(method, seed, accs, flops_per_step=10.0, secs_per_step=1.0):
                 "test_acc": a,
                 "flops": step * flops_per_step,
                 "seconds": step * secs_per_step,
-                "seconds_by_phase": {"train": step * 0.5, "select": step * 0.01},
+                "seconds_by_phase": {
+                    "score": step * 0.49,
+                    "train": step * 0.5,
+                    "select": step * 0.01,
+                },
                 "mislabeled_selected": 0.4 if step else None,
             }
         )
@@ -50,7 +54,9 @@ def test_summary_speedups_and_never_reached():
         s["methods"]["slow"]["steps_to_target"] is None
         and s["methods"]["slow"]["speedup_steps"] is None
     )
-    assert f["selection_overhead"] == pytest.approx(0.02)
+    assert f["selection_overhead"] == pytest.approx(0.01)  # of score + select + train
+    assert f["selection_vs_train"] == pytest.approx(0.02)
+    assert f["seconds_per_step"] == pytest.approx(1.0)
 
 
 def test_aggregate_is_none_if_any_seed_misses():

@@ -43,7 +43,9 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("name", ["learnability", "selective-backprop", "uniform", "rank"])
+@pytest.mark.parametrize(
+    "name", ["learnability", "learnability+stale", "selective-backprop", "uniform", "rank"]
+)
 def test_resumed_run_selects_exactly_what_an_uninterrupted_run_selects(tmp_path, name):
     full, resumed = [], []
     model_a = _model()
@@ -153,3 +155,58 @@ def test_super_batch_stream_covers_each_epoch_once():
     assert s.epoch == 1
     with pytest.raises(ValueError, match="super-batch size"):
         SuperBatchStream(4, 5)
+
+
+def test_stale_scoring_costs_no_scoring_flops_and_remembers_training_losses():
+    seen = []
+    res = train(
+        _model(),
+        build_method("learnability-topk+stale"),
+        _data(),
+        _config(),
+        on_step=lambda s, ids: seen.append(ids.clone()),
+    )
+    assert res.ledger["score"]["flops"] == 0
+    phases = res.records[-1]["flops_by_phase"]
+    assert phases["train"] > 0 and phases["select"] == 0
+    # top-k on stale scores: unseen examples (loss log C) beat seen ones of similar reference
+    # loss, so the first steps never repeat an example
+    early = torch.cat(seen[:5])
+    assert early.unique().numel() == early.numel()
+
+
+def test_reference_cache_missing_pool_ids_is_refused_before_training():
+    data = _data()
+    data.reference_losses = ScoreTable(ids=torch.arange(300), scores=torch.rand(300))
+    with pytest.raises(ValueError, match="not in the table"):
+        train(_model(), build_method("learnability"), data, _config())
+
+
+class _Diverging(nn.Module):
+    """Finite at first; after a few optimizer steps its output is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(20, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.linear(x)
+        return out * float("nan") if self.calls > 12 and self.training else out
+
+
+@pytest.mark.parametrize("name, message", [("uniform", "diverged"), ("learnability", "non-finite")])
+def test_divergence_raises_and_keeps_the_last_good_checkpoint(tmp_path, name, message):
+    ckpt = tmp_path / "ck.pt"
+    with pytest.raises(ValueError, match=message):
+        train(
+            _Diverging(),
+            build_method(name),
+            _data(),
+            _config(checkpoint_every=5, eval_every=5),
+            checkpoint_path=ckpt,
+        )
+    state = torch.load(ckpt, weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert state["step"] in (5, 10)

@@ -5,8 +5,10 @@ selectors (:mod:`siftdata.online`); the training loop, reference cache, compute 
 benchmarks are built on them.
 """
 
+from . import data, ledger, models, reference, store
 from .online import (
     METHOD_NAMES,
+    LossMemory,
     RankSelector,
     Selection,
     SelectiveBackpropSelector,
@@ -29,6 +31,11 @@ from .scores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "data",
+    "ledger",
+    "models",
+    "reference",
+    "store",
     "per_example_loss",
     "learnability",
     "grad_norm_bound",
@@ -46,6 +53,7 @@ __all__ = [
     "SoftmaxSampler",
     "SelectiveBackpropSelector",
     "RankSelector",
+    "LossMemory",
     "METHOD_NAMES",
     "build_method",
 ]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
-DEMO_STEPS = 3000  # long enough for uniform to start memorising the 40% noise on the MLP
+DEMO_STEPS = 5000  # long enough for uniform to peak and start memorising the 40% noise
+DEMO_METHODS = ("uniform", "learnability", "learnability+stale")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -66,6 +72,18 @@ def _add_scenario_flags(p: argparse.ArgumentParser, *, methods: str) -> None:
         help="τ/std(scores) for sampled learnability (default 0.5)",
     )
     p.add_argument(
+        "--learner-loss-cap",
+        type=_optional_float,
+        default=math.log(10),
+        help="learnability clips the learner loss here; 'none' to not clip (default log 10)",
+    )
+    p.add_argument(
+        "--reference-temperature",
+        type=float,
+        default=None,
+        help="reference losses from logits / T (default 1 for clean-holdout, 1/3 otherwise)",
+    )
+    p.add_argument(
         "--out", type=Path, default=None, help="run folder (default runs/<command>-<time>)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -115,6 +133,8 @@ def _scenario_config(args: argparse.Namespace, **overrides):
         "eval_every": args.eval_every,
         "reference_epochs": args.reference_epochs,
         "temperature_scale": args.temperature_scale,
+        "learner_loss_cap": args.learner_loss_cap,
+        "reference_temperature": args.reference_temperature,
         "progress": not args.no_progress,
     }
     if args.super_batch_factor is not None:
@@ -143,14 +163,15 @@ def _demo(args: argparse.Namespace) -> int:
     from .bench.report import format_table, write_report
 
     cfg = NoisyFmnistConfig(
-        methods=("uniform", "learnability"),
+        methods=DEMO_METHODS,
         noise=0.4,
         steps=args.steps,
         seeds=1,
         progress=not args.no_progress,
     )
     print(
-        f"siftdata demo: Fashion-MNIST, 40% label noise, MLP, {args.steps} steps, uniform vs learnability"
+        f"siftdata demo: Fashion-MNIST, 40% label noise, MLP, {args.steps} steps: "
+        f"{' vs '.join(DEMO_METHODS)}"
     )
     summary = run_noisy_fmnist(cfg, args.out)
     print(format_table(summary))

@@ -97,10 +97,11 @@ def gumbel_top_k(
     .. math:: P(i \mid R_j) = \frac{\exp(s_i / τ)}{\sum_{l \in R_j} \exp(s_l / τ)}
 
     and the indices are returned in draw order. Implemented with the Gumbel-top-k trick
-    (Kool et al., 2019): with ``G_i = −log(−log U_i)``, ``U_i ~ Uniform(0, 1)`` i.i.d., the
-    order of ``s_i / τ + G_i`` is a Plackett–Luce sample; we rank the equivalent keys
-    ``s_i + τ·G_i`` (same order since ``τ > 0``), which never overflows for small ``τ`` and
-    tends to :func:`top_k` as ``τ → 0``. One ``torch.rand`` call, no host sync.
+    (Kool et al., 2019): with ``G_i = −log(−log U_i)``, ``U_i ~ Uniform[0, 1)`` i.i.d., the order
+    of ``s_i / τ + G_i`` is a Plackett–Luce sample; we rank the equivalent keys ``s_i + τ·G_i``
+    (same order since ``τ > 0``), which never overflow for small ``τ`` and tend to :func:`top_k`
+    as ``τ → 0``. ``U_i = 0`` gives ``G_i = −∞``, the exact limit. A few in-place tensor
+    operations, no host sync.
 
     Parameters
     ----------
@@ -128,11 +129,12 @@ def gumbel_top_k(
     _check_temperature(temperature, scores, validate)
     # Noise in at least float32 so half-precision scores still get fine-grained Gumbel keys.
     dtype = torch.promote_types(scores.dtype, torch.float32)
-    uniform = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=dtype)
-    info = torch.finfo(dtype)
-    uniform = uniform.clamp_(min=info.tiny, max=1.0 - info.eps)
-    gumbel = -torch.log(-torch.log(uniform))
-    keys = scores.to(dtype) + temperature * gumbel
+    neg_gumbel = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=dtype)
+    neg_gumbel.log_().neg_().log_()  # log(−log U) = −G
+    if isinstance(temperature, Tensor):  # s − τ·log(−log U) in one fused operation
+        keys = torch.addcmul(scores.to(dtype), temperature.to(dtype), neg_gumbel, value=-1.0)
+    else:
+        keys = torch.add(scores.to(dtype), neg_gumbel, alpha=-float(temperature))
     return torch.topk(keys, k, sorted=True).indices
 
 

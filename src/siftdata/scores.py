@@ -19,6 +19,7 @@ from ._validation import (
     check_finite,
     check_fraction,
     check_logits_labels,
+    check_positive,
     check_same_length,
     check_vector,
 )
@@ -76,10 +77,16 @@ def per_example_loss(
     return F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
 
 
-def learnability(learner_loss: Tensor, reference_loss: Tensor, *, validate: bool = True) -> Tensor:
-    r"""RHO-LOSS reducible loss: ``learner_loss − reference_loss``.
+def learnability(
+    learner_loss: Tensor,
+    reference_loss: Tensor,
+    *,
+    learner_loss_cap: float | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""RHO-LOSS reducible loss: ``learner_loss − reference_loss``, optionally with a capped learner loss.
 
-    .. math:: r_i = \ell^{\text{learner}}_i - \ell^{\text{reference}}_i
+    .. math:: r_i = \min(\ell^{\text{learner}}_i, c) - \ell^{\text{reference}}_i
 
     High values mark examples the learner has not learnt yet but that are learnable (the
     reference model, trained on holdout or curated data, fits them), as opposed to noisy or
@@ -90,6 +97,12 @@ def learnability(learner_loss: Tensor, reference_loss: Tensor, *, validate: bool
     learner_loss, reference_loss : Tensor
         ``(N,)`` floating per-example losses of the same examples in the same order (e.g. from
         :func:`per_example_loss`).
+    learner_loss_cap : float, optional
+        ``c``: clip the learner loss at this value; ``None`` (default) does not clip. A learner
+        loss above ``log C`` means the learner is confidently wrong, which on noisy data mostly
+        means a wrong label; unclipped, such examples outrank everything whenever the reference
+        is less confident than the learner (as one trained on noisy labels is). ``log C`` is
+        the value the benchmarks use.
     validate : bool
         Check that both are 1-D, floating, equally long and finite (host syncs).
 
@@ -104,6 +117,10 @@ def learnability(learner_loss: Tensor, reference_loss: Tensor, *, validate: bool
         check_same_length(learner_loss, reference_loss, "learner_loss", "reference_loss")
         check_finite(learner_loss, "learner_loss")
         check_finite(reference_loss, "reference_loss")
+        if learner_loss_cap is not None:
+            check_positive(learner_loss_cap, "learner_loss_cap")
+    if learner_loss_cap is not None:
+        learner_loss = learner_loss.clamp(max=learner_loss_cap)
     return learner_loss - reference_loss
 
 

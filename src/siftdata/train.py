@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ._seeding import derive_seed
 from .ledger import ComputeLedger
+from .online.loss_memory import LossMemory
 from .online.methods import OnlineMethod
 from .scores import per_example_loss
 from .store import ScoreTable
@@ -202,13 +203,24 @@ class _Run:
             device=self.device,
         )
         self.ledger = ComputeLedger()
+        self.memory = self._loss_memory() if method.learner_scores == "stale" else None
+        n = data.inputs.shape[0]
+        self.ids_are_positions = torch.equal(data.ids, torch.arange(n, device=data.ids.device))
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.corrupted_selected = torch.zeros((), dtype=torch.long, device=self.device)
         self.last_loss = torch.zeros((), device=self.device)
 
+    def _loss_memory(self) -> LossMemory:
+        """Stale losses start at ``log C``, an untrained classifier's loss (C from the labels)."""
+        num_classes = int(self.data.labels.max()) + 1
+        return LossMemory(
+            self.data.inputs.shape[0], initial=math.log(max(num_classes, 2)), device=self.device
+        )
+
     def state_dict(self) -> dict[str, Any]:
         return {
+            "memory": self.memory.state_dict() if self.memory is not None else None,
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -231,6 +243,8 @@ class _Run:
         self.method.selector.load_state_dict(state["selector"])
         self.stream.load_state_dict(state["stream"])
         self.ledger.load_state_dict(state["ledger"])
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])
         self.records = list(state["records"])
         self.corrupted_selected = state["corrupted_selected"].to(self.device)
         self.step = int(state["step"])
@@ -250,43 +264,69 @@ class _Run:
     def train_step(self) -> Tensor:
         """One selection + update step; returns the selected example ids."""
         b, big_b, d, m = self.config.batch_size, self.super_batch, self.data, self.method
-        with self.ledger.track("score", (big_b,)):
+        with self.ledger.track("score", (big_b, m.learner_scores)):
             positions = self.stream.next()
-            x, y = d.inputs[positions], d.labels[positions]
-            learner_loss = None
-            if m.needs_learner_loss:
-                with torch.no_grad():
-                    learner_loss = per_example_loss(self.model(x), y, validate=False)
+            learner_loss = self._fresh_learner_loss(positions) if m.scores_fresh else None
+        weights = None
         if big_b > b:
             with self.ledger.track("select", (big_b,)):
-                ids = d.ids[positions]
-                reference_loss = d.reference_losses.lookup(ids) if m.needs_reference_loss else None
-                scores = m.score(learner_loss, reference_loss)
-                selection = m.select(
-                    scores if scores is not None else torch.zeros(big_b, device=self.device), b
-                )
-                positions, x, y = (
-                    positions[selection.indices],
-                    x[selection.indices],
-                    y[selection.indices],
-                )
-                weights = selection.weights
-        else:
-            weights = None
+                positions, weights = self._select(positions, learner_loss)
+        x, y = self._gather(positions)
         with self.ledger.track("train", (b,)):
             losses = per_example_loss(self.model(x), y, validate=False)
             loss = (losses * weights).mean() if weights is not None else losses.mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        if self.memory is not None:
+            with self.ledger.track("select", ("remember", b)):
+                self.memory.update(positions, losses, validate=False)
         self.last_loss = loss.detach()
         if d.is_corrupted is not None:
-            self.corrupted_selected += d.is_corrupted[positions].sum()
+            self.corrupted_selected += d.is_corrupted.index_select(0, positions).sum()
         self.step += 1
-        return d.ids[positions]
+        return d.ids.index_select(0, positions)
+
+    def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Inputs and labels at pool ``positions`` (index_select: cheaper than ``t[idx]``)."""
+        d = self.data
+        return d.inputs.index_select(0, positions), d.labels.index_select(0, positions)
+
+    def _fresh_learner_loss(self, positions: Tensor) -> Tensor:
+        """The learner's loss on the whole super-batch (no grad): the "score" phase's forward."""
+        x, y = self._gather(positions)
+        with torch.no_grad():
+            return per_example_loss(self.model(x), y, validate=False)
+
+    def _select(
+        self, positions: Tensor, learner_loss: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Score the super-batch and keep ``b`` of it: the selected positions and their weights."""
+        d, m = self.data, self.method
+        if self.memory is not None:
+            learner_loss = self.memory.lookup(positions, validate=False)
+        reference_loss = None
+        if m.needs_reference_loss:
+            ids = positions if self.ids_are_positions else d.ids.index_select(0, positions)
+            reference_loss = d.reference_losses.lookup(ids, validate=False)
+        scores = m.score(learner_loss, reference_loss)
+        if scores is None:
+            scores = torch.zeros(positions.shape[0], device=self.device)
+        selection = m.select(scores, self.config.batch_size)
+        return positions.index_select(0, selection.indices), selection.weights
+
+    def check_finite_loss(self) -> None:
+        """Raise if the last training loss is NaN or inf (one host sync; run before saving state)."""
+        loss = float(self.last_loss)
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"the training loss is {loss} at step {self.step}: the learner diverged; the last "
+                "checkpoint (if any) holds the state before it. Lower the learning rate."
+            )
 
     def record(self) -> dict[str, Any]:
         """Evaluate on the clean test set and append a metrics record."""
+        self.check_finite_loss()
         d, c = self.data, self.config
         with self.ledger.track("eval", ("eval",)):
             acc, test_loss = evaluate(
@@ -359,6 +399,10 @@ def train(
         raise ValueError(
             f"method {method.name!r} needs data.reference_losses (a reference-loss cache)"
         )
+    if (
+        method.needs_reference_loss
+    ):  # every pool id must be in the cache; checked once, not per step
+        data.reference_losses.lookup(data.ids)
     run = _Run(model, method, config, data)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     metrics = Path(metrics_path) if metrics_path is not None else None
@@ -385,6 +429,7 @@ def train(
             bar.set_postfix(acc=f"{rec['test_acc']:.4f}")
             _write_records(metrics, run.records, method.name, config.seed)
         if ckpt is not None and config.checkpoint_every and run.step % config.checkpoint_every == 0:
+            run.check_finite_loss()  # never overwrite a good checkpoint with a diverged state
             _save_checkpoint(ckpt, run.state_dict())
     bar.close()
     _write_records(metrics, run.records, method.name, config.seed)

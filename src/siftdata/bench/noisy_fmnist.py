@@ -11,6 +11,7 @@ test set.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .._seeding import derive_seed
-from .._validation import check_fraction
+from .._validation import check_fraction, check_positive
 from ..data import load_fashion_mnist, pool_holdout_split, symmetric_noise, to_float_images
 from ..ledger import ComputeLedger
-from ..online import METHOD_NAMES, build_method
+from ..online import build_method
 from ..reference import (
     compute_losses,
     load_reference_losses,
@@ -38,6 +39,8 @@ from .summary import summarize
 __all__ = ["NoisyFmnistConfig", "REFERENCE_MODES", "run_noisy_fmnist", "train_single"]
 
 REFERENCE_MODES = ("clean-holdout", "noisy-holdout", "two-halves")
+NOISY_T = 1 / 3
+"""Default reference temperature for references trained on noisy labels (see docs/benchmarks.md)."""
 
 
 @dataclass
@@ -72,13 +75,18 @@ class NoisyFmnistConfig:
     """Upper bound on reference training epochs (early stopping usually ends it sooner)."""
     temperature_scale: float = 0.5
     """τ / std(scores) of sampled learnability."""
+    learner_loss_cap: float | None = math.log(10)
+    """Learnability clips the learner loss at ``log C`` (see ``siftdata.scores.learnability``)."""
+    reference_temperature: float | None = None
+    """Reference losses are those of logits / T; ``None`` means 1 for the clean holdout and 1/3
+    for the references trained on noisy labels (noisy-holdout, two-halves), which are calibrated
+    to the noise and so far less confident than a clean reference."""
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_fraction(self.noise, "noise", high_open=True)
-        unknown = [m for m in self.methods if m not in METHOD_NAMES]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_NAMES)}")
+        for name in self.methods:
+            build_method(name)  # a clear ValueError for an unknown name
         if "uniform" not in self.methods:
             self.methods = ("uniform", *self.methods)
         if self.reference not in REFERENCE_MODES:
@@ -87,6 +95,11 @@ class NoisyFmnistConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if not 0 < self.reference_val_size < self.holdout_size < 60_000:
             raise ValueError("need 0 < reference_val_size < holdout_size < 60000")
+        if self.learner_loss_cap is not None:
+            check_positive(self.learner_loss_cap, "learner_loss_cap")
+        if self.reference_temperature is None:
+            self.reference_temperature = 1.0 if self.reference == "clean-holdout" else NOISY_T
+        check_positive(self.reference_temperature, "reference_temperature")
 
 
 def _prepare_data(cfg: NoisyFmnistConfig) -> dict:
@@ -125,6 +138,7 @@ def _train_reference(cfg: NoisyFmnistConfig, d: dict) -> tuple[torch.Tensor, dic
             d["pool_y"],
             seed=derive_seed(cfg.seed, "reference-train"),
             epochs=cfg.reference_epochs,
+            temperature=cfg.reference_temperature,
             ledger=ledger,
             progress=cfg.progress,
         )
@@ -142,7 +156,9 @@ def _train_reference(cfg: NoisyFmnistConfig, d: dict) -> tuple[torch.Tensor, dic
             ledger=ledger,
             progress=cfg.progress,
         )
-        losses = compute_losses(result.model, d["pool_x"], d["pool_y"])
+        losses = compute_losses(
+            result.model, d["pool_x"], d["pool_y"], temperature=cfg.reference_temperature
+        )
         info = {
             "mode": cfg.reference,
             "best_epoch": result.best_epoch,
@@ -150,7 +166,10 @@ def _train_reference(cfg: NoisyFmnistConfig, d: dict) -> tuple[torch.Tensor, dic
         }
     totals = ledger.totals()["reference_train"]
     info.update(
-        model=cfg.model, train_flops=int(totals["flops"]), train_seconds=float(totals["seconds"])
+        model=cfg.model,
+        temperature=cfg.reference_temperature,
+        train_flops=int(totals["flops"]),
+        train_seconds=float(totals["seconds"]),
     )
     return losses, info
 
@@ -166,10 +185,12 @@ def _reference_losses(cfg: NoisyFmnistConfig, d: dict, out: Path) -> dict:
         save_reference_losses(cache, ids, losses, fingerprint=fingerprint, meta=info)
     table = load_reference_losses(cache, fingerprint=fingerprint)
     info = table.manifest.get("meta") or {}
-    if info.get("mode") != cfg.reference or info.get("model") != cfg.model:
+    built = (info.get("mode"), info.get("model"), info.get("temperature"))
+    wanted = (cfg.reference, cfg.model, cfg.reference_temperature)
+    if built != wanted:
         raise ValueError(
-            f"{cache} holds a {info.get('mode')}/{info.get('model')} reference, not "
-            f"{cfg.reference}/{cfg.model}; use another --out or delete the cache"
+            f"{cache} holds a reference for (mode, model, temperature) = {built}, not {wanted}; "
+            "use another --out or delete the cache"
         )
     probe = seeded_model(cfg.model, seed=0)
     fwd = forward_flops_per_example(probe, d["pool_x"][0]) * d["pool_x"].shape[0]
@@ -258,7 +279,10 @@ def _train_inputs(
 def _learner(cfg: NoisyFmnistConfig, name: str, seed: int):
     """The method (its selector seeded for this run) and a freshly initialised learner."""
     method = build_method(
-        name, seed=derive_seed(seed, "selector"), temperature_scale=cfg.temperature_scale
+        name,
+        seed=derive_seed(seed, "selector"),
+        temperature_scale=cfg.temperature_scale,
+        learner_loss_cap=cfg.learner_loss_cap,
     )
     return method, seeded_model(cfg.model, seed=derive_seed(seed, "learner-init"))
 

@@ -102,7 +102,10 @@ def _plots(records: list[dict], summary: dict, out: Path) -> list[Path]:
     for key, label, stem in _AXES:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
         for method, c in curves.items():
-            ax.plot(c[key], c["test_acc"], label=method, lw=1.6)
+            points = [(x, a) for x, a in zip(c[key], c["test_acc"], strict=True) if x > 0]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=method, lw=1.6)
+        ax.set_xscale("log")  # "cost to target" reads best on a log axis
         ax.axhline(summary["target"]["value"], color="grey", ls="--", lw=1, label="target")
         ax.axhline(
             0.98 * summary["target"]["value"], color="grey", ls=":", lw=1, label="98% of target"

@@ -14,6 +14,10 @@ from statistics import mean
 __all__ = ["TARGET_RULE", "summarize", "moving_average_best", "first_reaching"]
 
 TARGET_RULE = "uniform's best 3-evaluation moving average of clean test accuracy"
+STEP_PHASES = ("score", "select", "train")
+"""The phases of one learner step. ``selection_overhead`` is the "select" phase's share of them
+(everything but model forwards and backwards: reference lookup, scoring arithmetic, sampling,
+gathering); ``selection_vs_train`` compares it with the training forward+backward+update alone."""
 _COSTS = ("steps", "flops", "seconds")
 
 
@@ -56,8 +60,11 @@ def _seed_summary(records: list[dict], uniform: list[dict]) -> dict:
             out[f"{c}_to_target{suffix}"] = mine[c]
             out[f"speedup_{c}{suffix}"] = _ratio(base[c], mine[c])
     out["mislabeled_selected"] = records[-1].get("mislabeled_selected")
-    train_s, select_s = _per_step(records, "train"), _per_step(records, "select")
-    out["selection_overhead"] = _ratio(select_s, train_s)
+    step_s = sum(_per_step(records, p) or 0.0 for p in STEP_PHASES)
+    select_s = _per_step(records, "select")
+    out["selection_overhead"] = _ratio(select_s, step_s)
+    out["selection_vs_train"] = _ratio(select_s, _per_step(records, "train"))
+    out["seconds_per_step"] = step_s or None
     out["flops_per_step"] = (
         records[-1]["flops"] / records[-1]["step"] if records[-1]["step"] else None
     )

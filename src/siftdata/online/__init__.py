@@ -2,9 +2,12 @@
 
 from .base import GeneratorOwner, Selection, Selector
 from .greedy import TopKSelector, UniformSelector
+from .loss_memory import LossMemory
 from .methods import (
     DEFAULT_LEARNABILITY,
+    LEARNER_SCORES,
     METHOD_NAMES,
+    STALE_SUFFIX,
     OnlineMethod,
     ScoreRule,
     build_method,
@@ -26,5 +29,8 @@ __all__ = [
     "OnlineMethod",
     "METHOD_NAMES",
     "DEFAULT_LEARNABILITY",
+    "LEARNER_SCORES",
+    "STALE_SUFFIX",
+    "LossMemory",
     "build_method",
 ]

@@ -24,12 +24,20 @@ class Selection:
         the gradient unbiased (importance sampling) return weights whose expectation makes the
         weighted mean loss equal the super-batch mean.
     stats:
-        Diagnostics as 0-d tensors (never synced to the host here); e.g. the mean selected score.
+        Diagnostics the selector had for free, as 0-d tensors (never synced to the host here); e.g.
+        the temperature used. :meth:`score_stats` computes more on demand.
     """
 
     indices: Tensor
     weights: Tensor | None = None
     stats: dict[str, Tensor] = field(default_factory=dict)
+
+    def score_stats(self, scores: Tensor) -> dict[str, Tensor]:
+        """Mean score of the selected examples and of the whole super-batch (0-d tensors, no sync)."""
+        return {
+            "selected_score_mean": scores.index_select(0, self.indices).mean(),
+            "score_mean": scores.mean(),
+        }
 
 
 @runtime_checkable

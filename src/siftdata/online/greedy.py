@@ -11,10 +11,6 @@ from .base import GeneratorOwner, Selection
 __all__ = ["TopKSelector", "UniformSelector"]
 
 
-def _selected_mean(scores: Tensor, indices: Tensor) -> dict[str, Tensor]:
-    return {"selected_score_mean": scores[indices].mean(), "score_mean": scores.mean()}
-
-
 class TopKSelector:
     """Keep the ``k`` highest-scoring examples (RHO-LOSS's rule when the score is learnability).
 
@@ -32,7 +28,7 @@ class TopKSelector:
 
     def select(self, scores: Tensor, k: int) -> Selection:
         indices = top_k(scores, k, validate=self.validate)
-        return Selection(indices=indices, stats=_selected_mean(scores, indices))
+        return Selection(indices=indices)
 
     def state_dict(self) -> dict:
         return {}
@@ -56,4 +52,4 @@ class UniformSelector(GeneratorOwner):
         indices = uniform_without_replacement(
             scores.shape[0], k, generator=self.generator, device=scores.device
         )
-        return Selection(indices=indices, stats=_selected_mean(scores, indices))
+        return Selection(indices=indices)

@@ -7,6 +7,7 @@ from enum import Enum
 
 from torch import Tensor
 
+from .._validation import check_positive
 from ..scores import learnability
 from .base import Selection, Selector
 from .greedy import TopKSelector, UniformSelector
@@ -14,7 +15,15 @@ from .rank import RankSelector
 from .sampled import SoftmaxSampler
 from .selective_backprop import SelectiveBackpropSelector
 
-__all__ = ["ScoreRule", "OnlineMethod", "METHOD_NAMES", "DEFAULT_LEARNABILITY", "build_method"]
+__all__ = [
+    "ScoreRule",
+    "OnlineMethod",
+    "METHOD_NAMES",
+    "DEFAULT_LEARNABILITY",
+    "LEARNER_SCORES",
+    "STALE_SUFFIX",
+    "build_method",
+]
 
 
 class ScoreRule(str, Enum):
@@ -26,6 +35,12 @@ class ScoreRule(str, Enum):
     LEARNABILITY = "learnability"  # learner loss − reference loss (RHO-LOSS)
 
 
+LEARNER_SCORES = ("fresh", "stale")
+"""How a method gets the learner's loss on a super-batch: ``fresh`` (a forward pass over the whole
+super-batch every step) or ``stale`` (the loss each example had when last trained on, from a
+:class:`~siftdata.online.LossMemory`; no scoring FLOPs)."""
+
+
 @dataclass
 class OnlineMethod:
     """A score rule and the selector that picks from it; the training loop needs nothing else."""
@@ -33,6 +48,21 @@ class OnlineMethod:
     name: str
     rule: ScoreRule
     selector: Selector
+    learner_scores: str = "fresh"
+    """One of :data:`LEARNER_SCORES`."""
+    learner_loss_cap: float | None = None
+    """Learnability clips the learner loss here (see :func:`siftdata.scores.learnability`)."""
+
+    def __post_init__(self) -> None:
+        if self.learner_scores not in LEARNER_SCORES:
+            raise ValueError(
+                f"learner_scores must be one of {LEARNER_SCORES}, got {self.learner_scores!r}"
+            )
+
+    @property
+    def scores_fresh(self) -> bool:
+        """Whether each step needs a learner forward over the whole super-batch."""
+        return self.needs_learner_loss and self.learner_scores == "fresh"
 
     @property
     def needs_learner_loss(self) -> bool:
@@ -53,6 +83,7 @@ class OnlineMethod:
         return learnability(
             _required(learner_loss, "learner_loss", self.name),
             _required(reference_loss, "reference_loss", self.name),
+            learner_loss_cap=self.learner_loss_cap,
             validate=False,
         )
 
@@ -81,6 +112,11 @@ METHOD_NAMES = (
 )
 
 
+STALE_SUFFIX = "+stale"
+"""Appended to a method name that ranks by learner loss, it scores with stale losses (see
+:data:`LEARNER_SCORES`), e.g. ``learnability+stale``."""
+
+
 def build_method(
     name: str,
     *,
@@ -89,6 +125,7 @@ def build_method(
     temperature_scale: float = 0.5,
     beta: float = 2.0,
     selection_pressure: float = 100.0,
+    learner_loss_cap: float | None = None,
     validate: bool = True,
 ) -> OnlineMethod:
     """Build a named method.
@@ -96,7 +133,8 @@ def build_method(
     Parameters
     ----------
     name:
-        One of :data:`METHOD_NAMES`; ``learnability`` means :data:`DEFAULT_LEARNABILITY`.
+        One of :data:`METHOD_NAMES`; ``learnability`` means :data:`DEFAULT_LEARNABILITY`. A method
+        that uses the learner's loss may end in :data:`STALE_SUFFIX` to score with stale losses.
     seed, device:
         For the selector's own generator.
     temperature_scale:
@@ -105,9 +143,44 @@ def build_method(
         Selective-backprop exponent.
     selection_pressure:
         Rank-based selection's first/last probability ratio.
+    learner_loss_cap:
+        Learnability methods clip the learner loss at this value (``None``: no clip); the
+        benchmarks use ``log C``.
     validate:
         Selectors check their scores (one host sync per step).
     """
+    base, stale = (
+        (name[: -len(STALE_SUFFIX)], True) if name.endswith(STALE_SUFFIX) else (name, False)
+    )
+    method = _build_fresh(
+        base,
+        seed=seed,
+        device=device,
+        temperature_scale=temperature_scale,
+        beta=beta,
+        selection_pressure=selection_pressure,
+        validate=validate,
+    )
+    method.name = name
+    if learner_loss_cap is not None:
+        method.learner_loss_cap = check_positive(learner_loss_cap, "learner_loss_cap")
+    if stale:
+        if not method.needs_learner_loss:
+            raise ValueError(f"{base!r} does not use the learner's loss, so {name!r} means nothing")
+        method.learner_scores = "stale"
+    return method
+
+
+def _build_fresh(
+    name: str,
+    *,
+    seed: int,
+    device,
+    temperature_scale: float,
+    beta: float,
+    selection_pressure: float,
+    validate: bool,
+) -> OnlineMethod:
     rng = {"seed": seed, "device": device, "validate": validate}
     variant = DEFAULT_LEARNABILITY if name == "learnability" else name
     if variant == "uniform":

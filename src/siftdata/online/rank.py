@@ -62,5 +62,4 @@ class RankSelector(GeneratorOwner):
         indices = gumbel_top_k(
             self.rank_log_weights(scores), k, generator=self.generator, validate=False
         )
-        stats = {"selected_score_mean": scores[indices].mean(), "score_mean": scores.mean()}
-        return Selection(indices=indices, stats=stats)
+        return Selection(indices=indices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._validation import check_positive, check_vector
+from .._validation import check_finite, check_k, check_positive, check_vector
 from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
 
@@ -57,19 +57,16 @@ class SoftmaxSampler(GeneratorOwner):
         """The τ used for this super-batch (a 0-d tensor when it is relative to the scores' std)."""
         if self.temperature is not None:
             return self.temperature
-        check_vector(scores, "scores")
         if scores.shape[0] < 2:
             return 1.0
         return (self.temperature_scale * scores.std()).clamp_min(_MIN_TEMPERATURE)
 
     def select(self, scores: Tensor, k: int) -> Selection:
+        if self.validate:  # scores first: a τ derived from bad scores is bad for the same reason
+            check_vector(scores, "scores")
+            check_finite(scores, "scores")
+        check_k(k, scores.shape[0])
         tau = self.temperature_for(scores)
-        indices = gumbel_top_k(
-            scores, k, temperature=tau, generator=self.generator, validate=self.validate
-        )
-        stats = {
-            "selected_score_mean": scores[indices].mean(),
-            "score_mean": scores.mean(),
-            "temperature": tau if isinstance(tau, Tensor) else scores.new_tensor(tau),
-        }
+        indices = gumbel_top_k(scores, k, temperature=tau, generator=self.generator, validate=False)
+        stats = {"temperature": tau if isinstance(tau, Tensor) else scores.new_tensor(tau)}
         return Selection(indices=indices, stats=stats)

@@ -77,11 +77,7 @@ class SelectiveBackpropSelector(GeneratorOwner):
         keep = self.keep_probability(scores)
         indices = gumbel_top_k(keep.log(), k, generator=self.generator, validate=False)
         self._remember(scores)
-        stats = {
-            "selected_score_mean": scores[indices].mean(),
-            "score_mean": scores.mean(),
-            "expected_kept": keep.sum(),
-        }
+        stats = {"expected_kept": keep.sum()}
         return Selection(indices=indices, stats=stats)
 
     def state_dict(self) -> dict[str, Any]:
