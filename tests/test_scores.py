@@ -227,7 +227,9 @@ def test_learnability_cap_clips_only_the_learner_loss():
     learner = torch.tensor([0.5, 2.0, 7.0])
     reference = torch.tensor([0.1, 3.0, 4.0])
     got = learnability(learner, reference, learner_loss_cap=math.log(10))
-    expected = [min(a, math.log(10)) - b for a, b in zip(learner.tolist(), reference.tolist(), strict=False)]
+    expected = [
+        min(a, math.log(10)) - b for a, b in zip(learner.tolist(), reference.tolist(), strict=False)
+    ]
     torch.testing.assert_close(got, torch.tensor(expected))
     with pytest.raises(ValueError, match="learner_loss_cap"):
         learnability(learner, reference, learner_loss_cap=0.0)
