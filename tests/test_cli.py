@@ -67,6 +67,10 @@ def test_bench_writes_summary_and_report(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     assert "| learnability |" in capsys.readouterr().out
     assert main(["report", str(out), "--no-plots"]) == 0
+    assert main(["report", str(out), "--no-plots", "--methods", "uniform,learnability"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| learnability |" in report and "| hard-learner |" not in report
+    assert main(["report", str(out), "--no-plots", "--methods", "uniform,magic"]) == 2
 
 
 def test_train_resumes_where_it_stopped(tmp_path):

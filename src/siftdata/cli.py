@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.md and PNG plots for a run folder")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--no-plots", action="store_true", help="only the markdown table")
+    rep.add_argument(
+        "--methods",
+        type=_methods,
+        default=None,
+        help="comma-separated subset to show (default all)",
+    )
     return parser
 
 
@@ -196,11 +202,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .bench.report import format_table, load_run, write_report
+    from .bench.report import write_report
 
-    _, summary = load_run(args.run_dir)
-    print(format_table(summary))
-    print(f"\nreport: {write_report(args.run_dir, plots=not args.no_plots)}")
+    path = write_report(args.run_dir, plots=not args.no_plots, methods=args.methods)
+    print(path.read_text())
+    print(f"report: {path}")
     return 0
 
 

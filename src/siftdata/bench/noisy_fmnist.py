@@ -56,7 +56,7 @@ class NoisyFmnistConfig:
     steps: int = 3000
     """Learner update steps per run."""
     seeds: int = 1
-    """Number of seeds; seed s uses seed + s for data order, model init and selector."""
+    """Number of seeds; run s derives its data order, model init and selector seeds from seed + s."""
     seed: int = 0
     """Base seed; the pool/holdout split and the noise use it too."""
     super_batch_factor: float = 10.0

@@ -71,7 +71,9 @@ def format_table(summary: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"Seeds: {summary.get('seeds')}. A figure is the mean over seeds; 'never' if any seed missed."
+        f"Seeds: {summary.get('seeds')}. A figure is the mean over seeds (a speedup: the mean of the "
+        "seeds' ratios uniform / method); 'never' if any seed missed. Selection overhead: the "
+        "select phase's share of a learner step (score + select + train)."
     )
     return "\n".join(lines)
 
@@ -102,7 +104,9 @@ def _plots(records: list[dict], summary: dict, out: Path) -> list[Path]:
     for key, label, stem in _AXES:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
         for method, c in curves.items():
-            points = [(x, a) for x, a in zip(c[key], c["test_acc"], strict=True) if x > 0]
+            points = [  # from the first step on (step 0 is untrained, and at 0 cost for uniform)
+                (x, a) for x, a, s in zip(c[key], c["test_acc"], c["step"], strict=True) if s > 0
+            ]
             if points:
                 ax.plot(*zip(*points, strict=True), label=method, lw=1.6)
         ax.set_xscale("log")  # "cost to target" reads best on a log axis
@@ -112,8 +116,7 @@ def _plots(records: list[dict], summary: dict, out: Path) -> list[Path]:
         )
         ax.set_xlabel(label)
         ax.set_ylabel("clean test accuracy")
-        lo = min(min(c["test_acc"][1:] or c["test_acc"]) for c in curves.values())
-        ax.set_ylim(max(0.0, lo - 0.02), min(1.0, summary["target"]["value"] + 0.04))
+        ax.set_ylim(*_accuracy_range(curves, summary["target"]["value"]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -124,10 +127,33 @@ def _plots(records: list[dict], summary: dict, out: Path) -> list[Path]:
     return paths
 
 
-def write_report(run_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write ``report.md`` (and ``accuracy_vs_{steps,flops,seconds}.png``) into ``run_dir``."""
+def _accuracy_range(curves: dict, target: float) -> tuple[float, float]:
+    """Y range around the target, from uniform's curve (methods that collapse fall off the chart,
+    their figures stay in the table)."""
+    shown = [curves["uniform"]] if "uniform" in curves else list(curves.values())
+    lo = min(min(c["test_acc"][1:] or c["test_acc"]) for c in shown)
+    return max(0.0, lo - 0.05), min(1.0, target + 0.03)
+
+
+def _only(records: list[dict], summary: dict, methods: list[str]) -> tuple[list[dict], dict]:
+    unknown = sorted(set(methods) - set(summary["methods"]))
+    if unknown:
+        raise ValueError(f"no method(s) {unknown} in this run; it has {list(summary['methods'])}")
+    kept = {m: summary["methods"][m] for m in methods}
+    return [r for r in records if r["method"] in methods], {**summary, "methods": kept}
+
+
+def write_report(
+    run_dir: str | Path, *, plots: bool = True, methods: list[str] | None = None
+) -> Path:
+    """Write ``report.md`` (and ``accuracy_vs_{steps,flops,seconds}.png``) into ``run_dir``.
+
+    ``methods`` limits the table and plots to those methods (in that order).
+    """
     run_dir = Path(run_dir)
     records, summary = load_run(run_dir)
+    if methods:
+        records, summary = _only(records, summary, methods)
     text = [f"# {summary.get('scenario', 'benchmark')} report", "", format_table(summary), ""]
     if "reference" in summary:
         text += ["Reference: " + json.dumps(summary["reference"]), ""]
