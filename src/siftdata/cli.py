@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="noisy Fashion-MNIST (40%% noise): uniform vs learnability, ~3 minutes"
+        "demo", help="noisy Fashion-MNIST (40%% noise): uniform vs learnability, ~2 minutes"
     )
     demo.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)"
