@@ -4,7 +4,8 @@ Fashion-MNIST with 40% symmetric label noise. A reference model is trained on a 
 holdout and its loss on every pool example is cached by id; the learner then draws super-batches
 of B = 10·b examples through an ordinary DataLoader and trains on the b most learnable ones
 (softmax sampling of learner loss − reference loss). ``--stale`` scores with remembered losses
-instead of a forward pass over the super-batch.
+instead of a forward pass over the super-batch. Prints the clean test accuracy and the share of
+trained examples whose label was corrupted (0.4 for uniform sampling).
 
     python examples/plain_loop.py --steps 2000
 """
@@ -28,8 +29,13 @@ from siftdata.data import (
     to_float_images,
 )
 from siftdata.models import build_model
-from siftdata.reference import compute_losses, save_reference_losses, train_reference_model
-from siftdata.store import dataset_fingerprint, load_scores
+from siftdata.reference import (
+    compute_losses,
+    load_reference_losses,
+    save_reference_losses,
+    train_reference_model,
+)
+from siftdata.store import dataset_fingerprint
 
 
 def parse_args(argv=None):
@@ -59,62 +65,77 @@ def build_reference_cache(pool_x, pool_y, holdout_x, holdout_y, cache_dir, *, se
     save_reference_losses(cache_dir, torch.arange(len(pool_y)), losses, fingerprint=fingerprint)
 
 
-def main(argv=None) -> float:
-    args = parse_args(argv)
+def load_data(args):
     images, labels = load_fashion_mnist("train")
     pool_idx, holdout_idx = pool_holdout_split(60_000, holdout_size=10_000, seed=args.seed)
     pool_idx = pool_idx[: args.pool_size]
     x = to_float_images(images)
-    pool_x, holdout_x, holdout_y = x[pool_idx], x[holdout_idx], labels[holdout_idx]
-    pool_y = symmetric_noise(labels[pool_idx], 0.4, num_classes=10, seed=args.seed + 1).labels
-    cache_dir = tempfile.mkdtemp(prefix="siftdata-ref-")
-    build_reference_cache(
-        pool_x,
-        pool_y,
-        holdout_x,
-        holdout_y,
-        f"{cache_dir}/ref",
-        seed=args.seed,
-        epochs=args.reference_epochs,
-    )
+    noisy = symmetric_noise(labels[pool_idx], 0.4, num_classes=10, seed=args.seed + 1)
+    return x[pool_idx], noisy, x[holdout_idx], labels[holdout_idx]
 
+
+def main(argv=None) -> tuple[float, float]:
+    """Train; return (clean test accuracy, share of trained examples that were mislabeled)."""
+    args = parse_args(argv)
+    pool_x, noisy, holdout_x, holdout_y = load_data(args)
+    pool_y, b = noisy.labels, args.batch_size
     torch.manual_seed(args.seed)
     model = build_model("mlp")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    b = args.batch_size
-    loader = DataLoader(WithIndex(TensorDataset(pool_x, pool_y)), batch_size=10 * b, shuffle=True)
-
-    # --- the siftdata part: a reference-loss cache, a selector, optionally a loss memory --------
-    ref = load_scores(f"{cache_dir}/ref", kind="reference-loss")
-    select = siftdata.SoftmaxSampler(temperature_scale=0.5, seed=args.seed)
-    memory = siftdata.LossMemory(len(pool_y), initial=math.log(10)) if args.stale else None
-    step = 0
-    while step < args.steps:
-        for ids, xb, yb in loader:
-            if memory is None:
-                with torch.no_grad():
-                    learner_loss = siftdata.per_example_loss(model(xb), yb)
-            else:
-                learner_loss = memory.lookup(ids)
-            score = siftdata.learnability(learner_loss, ref.lookup(ids))
-            keep = select(score, k=b).indices
-            ids, xb, yb = ids[keep], xb[keep], yb[keep]
-            # --- the ordinary training step ------------------------------------------------------
-            losses = F.cross_entropy(model(xb), yb, reduction="none")
-            if memory is not None:
-                memory.update(ids, losses)
-            opt.zero_grad()
-            losses.mean().backward()
-            opt.step()
-            step += 1
-            if step == args.steps:
-                break
+    # drop_last: every batch holds B = 10·b examples to choose b from
+    loader = DataLoader(
+        WithIndex(TensorDataset(pool_x, pool_y)), batch_size=10 * b, shuffle=True, drop_last=True
+    )
+    trained_corrupted, step = 0, 0
+    with tempfile.TemporaryDirectory(prefix="siftdata-ref-") as cache_dir:
+        build_reference_cache(
+            pool_x,
+            pool_y,
+            holdout_x,
+            holdout_y,
+            cache_dir,
+            seed=args.seed,
+            epochs=args.reference_epochs,
+        )
+        # --- the siftdata part: reference losses (checked against this data), scorer, selector ----
+        ref = load_reference_losses(cache_dir, fingerprint=dataset_fingerprint(pool_y, pool_x))
+        if args.stale:
+            memory = siftdata.LossMemory(len(pool_y), initial=math.log(10))
+            learner = siftdata.RememberedLoss(memory)  # no forward over the super-batch
+        else:
+            learner = siftdata.LearnerLoss()  # one no-grad forward over the super-batch
+        scorer = siftdata.Learnability(
+            learner, siftdata.ReferenceLoss(ref), learner_loss_cap=math.log(10)
+        )
+        selector = siftdata.SoftmaxSampler(seed=args.seed)
+        while step < args.steps:
+            for ids, xb, yb in loader:
+                sel = siftdata.select_batch(
+                    model, xb, yb, ids, k=b, scorer=scorer, selector=selector
+                )
+                ids, xb, yb = ids[sel.indices], xb[sel.indices], yb[sel.indices]
+                # --- the ordinary training step -------------------------------------------------
+                losses = F.cross_entropy(model(xb), yb, reduction="none")
+                scorer.observe(ids, losses)  # stale scoring remembers them (free); else a no-op
+                opt.zero_grad()
+                losses.mean().backward()
+                opt.step()
+                trained_corrupted += noisy.is_corrupted[ids].sum()  # stays a tensor: no sync
+                step += 1
+                if step == args.steps:
+                    break
 
     test_images, test_labels = load_fashion_mnist("test")
     with torch.no_grad():
-        accuracy = (model(to_float_images(test_images)).argmax(1) == test_labels).float().mean()
-    print(f"clean test accuracy after {args.steps} steps: {accuracy:.4f}")
-    return float(accuracy)
+        accuracy = float(
+            (model(to_float_images(test_images)).argmax(1) == test_labels).float().mean()
+        )
+    mislabeled = int(trained_corrupted) / (args.steps * b)
+    print(
+        f"clean test accuracy after {args.steps} steps: {accuracy:.4f}; "
+        f"mislabeled share of trained examples: {mislabeled:.3f} (uniform: 0.400)"
+    )
+    return accuracy, mislabeled
 
 
 if __name__ == "__main__":

@@ -1,108 +1,137 @@
-"""CLI smoke tests on a tiny budget (real Fashion-MNIST, real reference training)."""
+"""CLI tests on a tiny budget (real Fashion-MNIST, real reference training) and its error paths."""
 
 import json
+import time
 
 import pytest
 
-from siftdata.cli import main
+from siftdata.cli import build_parser, main
+from siftdata.run_folder import run_folder_lock
+from siftdata.train import TrainConfig
 
-TINY = [
-    "--steps",
-    "20",
-    "--eval-every",
-    "10",
-    "--seeds",
-    "1",
-    "--reference-epochs",
-    "2",
-    "--no-progress",
-]
+TINY = ["--steps", "20", "--eval-every", "10", "--reference-epochs", "2", "--no-progress"]
 
 
-def test_bench_writes_summary_and_report(tmp_path, capsys):
+def test_bench_writes_summary_sweep_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(
-        [
-            "bench",
-            "noisy-fmnist",
-            "--methods",
-            "learnability,hard-learner",
-            "--super-batch-factor",
-            "3",
-            "--out",
-            str(out),
-            *TINY,
-        ]
-    )
-    assert rc == 0
+    argv = ["bench", "noisy-fmnist", "--methods", "learnability,hard-learner", "--seeds", "1"]
+    argv += ["--super-batch-factor", "3", "--budgets", "0.5,1", "--schedule", "cosine"]
+    assert main([*argv, "--out", str(out), *TINY]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["methods"]) == {"uniform", "learnability", "hard-learner"}
+    assert list(summary["methods"]) == ["uniform", "learnability", "hard-learner"]
     assert summary["target"]["rule"].startswith("uniform's best 3-evaluation")
-    for key in (
-        "best",
-        "final",
-        "steps_to_target",
-        "flops_to_target",
-        "seconds_to_target",
-        "speedup_steps",
-        "speedup_flops",
-        "speedup_seconds",
-        "steps_to_target_98",
-        "speedup_steps_98",
-        "speedup_flops_98",
-        "speedup_seconds_98",
-        "mislabeled_selected",
-    ):
-        assert key in summary["methods"]["learnability"]
-    assert summary["methods"]["uniform"]["speedup_steps"] == 1.0
-    assert (
-        0.3 < summary["methods"]["uniform"]["mislabeled_selected"] < 0.5
-    )  # 40% noise, b=64 × 20 steps
-    for name in (
-        "report.md",
-        "accuracy_vs_steps.png",
-        "accuracy_vs_flops.png",
-        "accuracy_vs_seconds.png",
-    ):
+    uniform = summary["methods"]["uniform"]["to_target"]["100"]
+    assert uniform["steps"]["speedup"] == 1.0 and uniform["seeds_reaching"] == 1
+    for level in ("100", "98", "95"):
+        assert set(summary["methods"]["learnability"]["to_target"][level]) >= {
+            "steps",
+            "flops",
+            "flops_end_to_end",
+            "seconds",
+        }
+    assert 0.3 < summary["methods"]["uniform"]["mislabeled_selected"] < 0.5  # 40% noise
+    sweep = summary["budget_sweep"]
+    assert [row["steps"] for row in sweep["methods"]["learnability"]] == [10, 20]
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["budget"]) for r in records} == {
+        (m, b) for m in ("uniform", "learnability", "hard-learner") for b in (0.5, 1.0)
+    }
+    assert all(r["lr"] < 1e-5 for r in records if r["step"] == r["steps_budget"])  # decayed
+    for name in ("report.md", "accuracy_vs_steps.png", "final_accuracy_vs_budget.png"):
         assert (out / name).stat().st_size > 0
-    assert "| learnability |" in capsys.readouterr().out
-    assert main(["report", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "| learnability |" in printed and "Budget sweep" in printed
     assert main(["report", str(out), "--no-plots", "--methods", "uniform,learnability"]) == 0
     report = (out / "report.md").read_text()
     assert "| learnability |" in report and "| hard-learner |" not in report
     assert main(["report", str(out), "--no-plots", "--methods", "uniform,magic"]) == 2
 
 
-def test_train_resumes_where_it_stopped(tmp_path):
+def test_train_resumes_where_it_stopped_and_reports(tmp_path, capsys):
     out = tmp_path / "t"
-    args = [
-        "train",
-        "--methods",
-        "learnability",
-        "--out",
-        str(out),
-        "--checkpoint-every",
-        "10",
-        *TINY,
-    ]
-    assert main(args) == 0
+    args = ["train", "--method", "learnability", "--out", str(out), "--checkpoint-every", "10"]
+    assert main([*args, *TINY]) == 0
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 10, 20]
-    longer = [a if a != "20" else "40" for a in args]
-    assert main(longer) == 0
+    longer = [a if a != "20" else "40" for a in TINY]
+    assert main([*args, *longer]) == 0
+    assert "resuming from step 20" in capsys.readouterr().err
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 10, 20, 30, 40]
+    assert main(["report", str(out), "--no-plots"]) == 0  # a train folder has no summary.json
+    assert "learnability" in (out / "report.md").read_text()
+    # another batch size is another run: refused, naming the option
+    assert main([*args, *longer, "--batch-size", "32"]) == 2
+    assert "batch_size: 64 in the checkpoint, 32 now" in capsys.readouterr().err
+    # a reference cache built with other reference options is not reused
+    assert main([*args, *[a if a != "2" else "3" for a in longer]]) == 2
+    assert "epochs: 2 cached, 3 now" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["report", "/nonexistent/run"], "not a benchmark run folder"),
-        (["bench", "noisy-fmnist", "--noise", "1.5", "--steps", "1"], "noise must be in"),
-        (["bench", "noisy-fmnist", "--methods", "uniform,magic", "--steps", "1"], "unknown method"),
-        (["train", "--methods", "uniform,rank", "--steps", "1"], "one method"),
+        (["report", "/nonexistent/run"], "not a"),
+        (["bench", "noisy-fmnist", "--noise", "1.5"], "noise must be in"),
+        (["bench", "noisy-fmnist", "--methods", "uniform,magic"], "unknown method"),
+        (["bench", "noisy-fmnist", "--methods", "rank,rank"], "rank more than once"),
+        (["bench", "noisy-fmnist", "--steps", "0"], "steps must be in [1, inf)"),
+        (["bench", "noisy-fmnist", "--budgets", "0.5,0"], "each budget must be in (0, inf)"),
+        (["bench", "noisy-fmnist", "--super-batch-factor", "1"], "would select nothing"),
+        (
+            ["bench", "noisy-fmnist", "--learner-loss-cap", "cap"],
+            "learner_loss_cap must be a number",
+        ),
+        (["bench", "noisy-fmnist", "--out", ""], "must not be empty"),
+        (["demo", "--out", " "], "must not be empty"),
+        (["train", "--method", "rank+stale+stale"], "unknown method"),
+        (["train", "--checkpoint-every", "-1"], "checkpoint_every must be in [0, inf)"),
+        (["train", "--method", "easy-reference+stale"], "means nothing"),
     ],
 )
-def test_errors_are_clear(argv, message, capsys):
+def test_errors_are_clear_and_come_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    assert time.perf_counter() - start < 5  # no data loaded, no reference trained
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("manifest.json"))
+
+
+def test_out_that_is_a_file_and_a_busy_folder(tmp_path, capsys):
+    file = tmp_path / "file"
+    file.write_text("x")
+    assert main(["bench", "noisy-fmnist", "--out", str(file), *TINY]) == 2
+    assert "is a file" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    with run_folder_lock(busy):
+        assert main(["bench", "noisy-fmnist", "--out", str(busy), *TINY]) == 2
+    assert "in use by another siftdata run" in capsys.readouterr().err
+
+
+def test_options_that_do_not_apply_are_rejected(capsys):
+    for argv in (
+        ["train", "--seeds", "2"],
+        ["train", "--methods", "rank"],
+        ["train", "--steps", "2.5"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2
+
+
+def test_cli_defaults_come_from_the_configs():
+    args = build_parser().parse_args(["train"])
+    assert (
+        args.steps == TrainConfig().steps
+        and args.checkpoint_every == TrainConfig().checkpoint_every
+    )
+    assert build_parser().parse_args(["demo"]).steps == 5000  # the demo's own recipe
+
+
+def test_malformed_summary_is_a_clear_error(tmp_path, capsys):
+    record = {"method": "uniform", "seed": 0, "step": 0, "test_acc": 0.1, "flops": 0, "seconds": 0}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "summary.json").write_text("{not json")
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    assert "summary.json" in capsys.readouterr().err

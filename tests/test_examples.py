@@ -1,6 +1,7 @@
 """The examples are real scripts: run them on a tiny budget (real Fashion-MNIST)."""
 
 import importlib.util
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,12 @@ def _load(name):
 
 
 @pytest.mark.parametrize("extra", [[], ["--stale"]])
-def test_plain_loop_learns(extra, capsys):
+def test_plain_loop_selects_and_cleans_up(extra, capsys):
+    before = set(Path(tempfile.gettempdir()).glob("siftdata-ref-*"))
     argv = ["--steps", "150", "--pool-size", "5000", "--reference-epochs", "2", *extra]
-    accuracy = _load("plain_loop").main(argv)
-    assert accuracy > 0.6  # 10 classes: chance is 0.1; clean-reference selection learns fast
-    assert "clean test accuracy" in capsys.readouterr().out
+    accuracy, mislabeled = _load("plain_loop").main(argv)
+    assert accuracy > 0.6  # 10 classes: chance is 0.1
+    # uniform sampling trains on 40% mislabeled examples; learnability selection avoids them
+    assert mislabeled < 0.2
+    assert "mislabeled share" in capsys.readouterr().out
+    assert set(Path(tempfile.gettempdir()).glob("siftdata-ref-*")) == before  # cache removed

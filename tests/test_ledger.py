@@ -60,7 +60,7 @@ def test_track_counts_once_per_key():
 
 
 def test_add_totals_and_sums():
-    ledger = ComputeLedger(sync_cuda=False)
+    ledger = ComputeLedger(device="cpu")
     ledger.add("reference_train", flops=1000, seconds=2.5)
     ledger.add("train", flops=10.4, seconds=0.5, calls=3)
     totals = ledger.totals()

@@ -236,3 +236,32 @@ def test_compute_losses_temperature_sharpens_logits():
     torch.testing.assert_close(losses, expected)
     with pytest.raises(ValueError, match="temperature"):
         compute_losses(model, x, y, temperature=0)
+
+
+def test_a_diverged_reference_raises_instead_of_being_returned():
+    x, y = _blobs(64, 0)
+    vx, vy = _blobs(16, 1)
+    x[0] = float("nan")  # every weight turns NaN after the first step
+    with pytest.raises(ValueError, match="reference model diverged"):
+        train_reference_model(
+            _model(), x, y, val_inputs=vx, val_labels=vy, epochs=3, progress=False
+        )
+
+
+def test_two_halves_seeds_its_split_and_models_apart():
+    """The split and each half's model get their own derived seeds: seed s's split is not the
+    permutation that torch.randperm(n) with seed s gives (what a shared seed would produce)."""
+    x, y = _blobs(80, 0)
+    losses = two_halves_losses(
+        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False
+    )
+    again = two_halves_losses(
+        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False
+    )
+    assert torch.equal(losses, again)
+    from siftdata._seeding import derive_seed
+    from siftdata.reference import _split_halves
+
+    plans = _split_halves(80, 0.1, derive_seed(3, "two-halves-split"))
+    naive = _split_halves(80, 0.1, 3)
+    assert not torch.equal(plans[0][2].sort().values, naive[0][2].sort().values)

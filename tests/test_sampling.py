@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
+from siftdata.diagnostics import count_host_syncs
 from siftdata.sampling import (
     gumbel_top_k,
     sample_with_replacement,
@@ -107,11 +108,27 @@ def test_tensor_temperature_gives_same_draws_as_float():
         assert torch.equal(a, b)
 
 
-def test_std_relative_tensor_temperature_works_without_validation():
+def test_std_relative_tensor_temperature_gives_same_draws_as_its_value():
     scores = torch.randn(50, generator=_gen(1))
     tau = 0.5 * scores.std()
-    out = gumbel_top_k(scores, 10, temperature=tau, generator=_gen(0), validate=False)
+    out = gumbel_top_k(scores, 10, temperature=tau, generator=_gen(0))
     assert torch.equal(out, gumbel_top_k(scores, 10, temperature=float(tau), generator=_gen(0)))
+    checked = gumbel_top_k(scores, 10, temperature=tau, generator=_gen(0), check_values=True)
+    assert torch.equal(out, checked)
+
+
+@pytest.mark.parametrize("value, tau", [(0.0, 1.0), (1000.0, 1e-6), (-3e4, 1e-3)])
+def test_constant_scores_are_drawn_uniformly_at_any_scale_and_temperature(value, tau):
+    # Keys s + τ·G would round the noise away for large s and tiny τ (1000 + 1e-6·G == 1000 in
+    # float32), leaving ties that topk breaks the same way every time; (s − max s) + τ·G does not.
+    n, reps = 6, 6000
+    scores = torch.full((n,), value)
+    g = _gen(11)
+    firsts = Counter(
+        int(gumbel_top_k(scores, 2, temperature=tau, generator=g)[0]) for _ in range(reps)
+    )
+    # 6 outcomes -> 5 degrees of freedom
+    assert _chi2(firsts, dict.fromkeys(range(n), 1 / n)) < CHI2_999[5]
 
 
 def test_tiny_temperature_equals_top_k():
@@ -207,15 +224,53 @@ SCORE_FNS = [
 ]
 
 
-@pytest.mark.parametrize("fn", SCORE_FNS)
+CHECKED_SCORE_FNS = [
+    lambda s, k: top_k(s, k, check_values=True),
+    lambda s, k: gumbel_top_k(s, k, generator=_gen(), check_values=True),
+]
+
+
+@pytest.mark.parametrize("checked, unchecked", list(zip(CHECKED_SCORE_FNS, SCORE_FNS, strict=True)))
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_scores_raise(fn, bad):
+def test_non_finite_scores_raise_with_check_values(checked, unchecked, bad):
     scores = torch.tensor([0.1, bad, 0.3])
     with pytest.raises(ValueError, match="scores has 1 non-finite"):
-        fn(scores, 1)
+        checked(scores, 1)
+    assert unchecked(scores, 1).shape == (1,)  # values are not checked by default
 
 
-@pytest.mark.parametrize("fn", SCORE_FNS)
+NO_SYNC_CALLS = {
+    "top_k": lambda s: top_k(s, 3),
+    "gumbel_top_k": lambda s: gumbel_top_k(s, 3, temperature=0.5, generator=_gen()),
+    "gumbel_top_k tensor τ": lambda s: gumbel_top_k(
+        s, 3, temperature=0.5 * s.std(), generator=_gen()
+    ),
+    "sample_with_replacement": lambda s: sample_with_replacement(s.exp(), 9, generator=_gen()),
+    "uniform_without_replacement": lambda s: uniform_without_replacement(8, 3, generator=_gen()),
+}
+
+
+@pytest.mark.parametrize("call", list(NO_SYNC_CALLS.values()), ids=list(NO_SYNC_CALLS))
+def test_default_makes_no_host_sync(call):
+    scores = torch.randn(8, generator=_gen(2))
+    with count_host_syncs() as syncs:
+        call(scores)
+    assert syncs.total == 0, syncs.counts
+
+
+def test_check_values_syncs():  # guards the test above: the counter does see these checks
+    scores = torch.randn(8, generator=_gen(2))
+    for call in (
+        lambda: top_k(scores, 3, check_values=True),
+        lambda: gumbel_top_k(scores, 3, temperature=scores.std(), check_values=True),
+        lambda: sample_with_replacement(scores.exp(), 3, check_values=True),
+    ):
+        with count_host_syncs() as syncs:
+            call()
+        assert syncs.total > 0
+
+
+@pytest.mark.parametrize("fn", SCORE_FNS)  # argument checks run without check_values
 def test_scores_shape_and_dtype_errors(fn):
     with pytest.raises(ValueError, match="scores must be 1-D"):
         fn(torch.zeros(3, 2), 1)
@@ -228,9 +283,9 @@ def test_scores_shape_and_dtype_errors(fn):
 @pytest.mark.parametrize("fn", SCORE_FNS)
 def test_k_errors(fn):
     scores = torch.tensor([0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match=r"k must be in \[1, 3\] \(the pool size\), got 0"):
+    with pytest.raises(ValueError, match=r"k must be in \[1, 3\] \(the super-batch size\), got 0"):
         fn(scores, 0)
-    with pytest.raises(ValueError, match=r"\[1, 3\] \(the pool size\), got 4"):
+    with pytest.raises(ValueError, match=r"\[1, 3\] \(the super-batch size\), got 4"):
         fn(scores, 4)
     for bad_k in (2.0, True, torch.tensor(2)):
         with pytest.raises(ValueError, match="k must be an int"):
@@ -239,36 +294,45 @@ def test_k_errors(fn):
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, float("inf"), float("nan")])
 def test_bad_float_temperature_raises(tau):
+    # a float temperature is always checked (it costs no sync)
     with pytest.raises(ValueError, match="temperature"):
         gumbel_top_k(torch.tensor([0.1, 0.2]), 1, temperature=tau)
-    # a float temperature is checked even when validate=False (it costs no sync)
     with pytest.raises(ValueError, match="temperature"):
-        gumbel_top_k(torch.tensor([0.1, 0.2]), 1, temperature=tau, validate=False)
+        gumbel_top_k(torch.tensor([0.1, 0.2]), 1, temperature=tau, check_values=True)
 
 
 @pytest.mark.parametrize(
-    "tau", [torch.tensor(0.0), torch.tensor(-0.5), torch.tensor([0.5]), torch.tensor(1)]
+    "tau",
+    [torch.tensor([0.5]), torch.tensor(1), torch.tensor(0.5, device="meta")],
+    ids=["shape", "dtype", "device"],
 )
-def test_bad_tensor_temperature_raises(tau):
+def test_tensor_temperature_argument_errors_always_raise(tau):
     with pytest.raises(ValueError, match="temperature"):
         gumbel_top_k(torch.tensor([0.1, 0.2]), 1, temperature=tau)
+
+
+@pytest.mark.parametrize("tau", [torch.tensor(0.0), torch.tensor(-0.5), torch.tensor(float("nan"))])
+def test_bad_tensor_temperature_value_raises_with_check_values(tau):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        gumbel_top_k(torch.tensor([0.1, 0.2]), 1, temperature=tau, check_values=True)
 
 
 def test_bad_scores_reported_before_a_temperature_derived_from_them():
     scores = torch.tensor([0.1, float("nan"), 0.3])
     with pytest.raises(ValueError, match="scores has 1 non-finite"):
-        gumbel_top_k(scores, 1, temperature=0.5 * scores.std())
+        gumbel_top_k(scores, 1, temperature=0.5 * scores.std(), check_values=True)
 
 
 def test_sample_with_replacement_errors():
     with pytest.raises(ValueError, match="probs must be nonnegative"):
-        sample_with_replacement(torch.tensor([0.5, -0.1, 0.6]), 2)
+        sample_with_replacement(torch.tensor([0.5, -0.1, 0.6]), 2, check_values=True)
     with pytest.raises(ValueError, match="probs must have a positive sum"):
-        sample_with_replacement(torch.zeros(3), 2)
+        sample_with_replacement(torch.zeros(3), 2, check_values=True)
     with pytest.raises(ValueError, match="probs has 1 non-finite"):
-        sample_with_replacement(torch.tensor([0.5, float("nan")]), 2)
+        sample_with_replacement(torch.tensor([0.5, float("nan")]), 2, check_values=True)
     with pytest.raises(ValueError, match="probs has 1 non-finite"):
-        sample_with_replacement(torch.tensor([0.5, float("inf")]), 2)
+        sample_with_replacement(torch.tensor([0.5, float("inf")]), 2, check_values=True)
+    # argument checks always run
     with pytest.raises(ValueError, match="probs must be 1-D"):
         sample_with_replacement(torch.ones(2, 2), 2)
     with pytest.raises(ValueError, match="k must be in"):
@@ -278,7 +342,7 @@ def test_sample_with_replacement_errors():
 
 
 def test_uniform_without_replacement_errors():
-    with pytest.raises(ValueError, match=r"\(the pool size\), got 6"):
+    with pytest.raises(ValueError, match=r"k must be in \[1, 5\] \(n\), got 6"):
         uniform_without_replacement(5, 6)
     with pytest.raises(ValueError, match="k must be in"):
         uniform_without_replacement(5, 0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from siftdata.diagnostics import count_host_syncs
 from siftdata.scores import (
     entropy,
     grad_norm_bound,
@@ -141,7 +142,7 @@ def test_known_values_for_uniform_and_confident_rows():
     assert entropy(logits)[0].item() == pytest.approx(math.log(4))
 
 
-def test_float32_inputs_keep_dtype_and_validate_false_gives_same_values():
+def test_float32_inputs_keep_dtype_and_check_values_gives_same_values():
     logits, labels = _logits_labels()
     logits = logits.float()
     for fn, args in [
@@ -153,7 +154,7 @@ def test_float32_inputs_keep_dtype_and_validate_false_gives_same_values():
     ]:
         out = fn(*args)
         assert out.dtype == torch.float32 and out.shape == (N,)
-        assert torch.equal(out, fn(*args, validate=False))
+        assert torch.equal(out, fn(*args, check_values=True))
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -162,23 +163,50 @@ LOGITS_ONLY = [entropy, least_confidence, margin]
 WITH_LABELS = [per_example_loss, grad_norm_bound]
 
 
+def _args(fn, logits, labels):
+    return (logits, labels) if fn in WITH_LABELS else (logits,)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("fn", LOGITS_ONLY + WITH_LABELS)
-def test_non_finite_logits_raise(fn, bad):
+def test_non_finite_logits_raise_with_check_values(fn, bad):
     logits, labels = _logits_labels()
     logits[2, 1] = bad
-    args = (logits, labels) if fn in WITH_LABELS else (logits,)
     with pytest.raises(ValueError, match="logits"):
-        fn(*args)
+        fn(*_args(fn, logits, labels), check_values=True)
+    fn(*_args(fn, logits, labels))  # values are not checked by default
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [*LOGITS_ONLY, per_example_loss, grad_norm_bound],
+)
+def test_default_makes_no_host_sync_and_check_values_does(fn):
+    logits, labels = _logits_labels()
+    with count_host_syncs() as syncs:
+        fn(*_args(fn, logits, labels))
+    assert syncs.total == 0, syncs.counts
+    with count_host_syncs() as syncs:  # guards the counter: the value checks do sync
+        fn(*_args(fn, logits, labels), check_values=True)
+    assert syncs.total > 0
+
+
+def test_learnability_makes_no_host_sync_by_default():
+    a, b = torch.rand(6), torch.rand(6)
+    with count_host_syncs() as syncs:
+        learnability(a, b, learner_loss_cap=1.0)
+    assert syncs.total == 0, syncs.counts
+    with count_host_syncs() as syncs:
+        learnability(a, b, check_values=True)
+    assert syncs.total > 0
 
 
 @pytest.mark.parametrize("fn", LOGITS_ONLY + WITH_LABELS)
 def test_logits_must_be_2d_floating(fn):
     logits, labels = _logits_labels()
     for bad in (logits[0], logits.long(), logits[None]):
-        args = (bad, labels) if fn in WITH_LABELS else (bad,)
-        with pytest.raises(ValueError, match="logits"):
-            fn(*args)
+        with pytest.raises(ValueError, match="logits"):  # argument checks always run
+            fn(*_args(fn, bad, labels))
 
 
 @pytest.mark.parametrize("fn", WITH_LABELS)
@@ -190,7 +218,7 @@ def test_label_errors(fn):
         bad = labels.clone()
         bad[0] = bad_label
         with pytest.raises(ValueError, match=r"labels must be in \[0, 5\)"):
-            fn(logits, bad)
+            fn(logits, bad, check_values=True)
     with pytest.raises(ValueError, match="labels"):
         fn(logits, labels.double())
     with pytest.raises(ValueError, match="labels"):
@@ -214,9 +242,9 @@ def test_learnability_errors():
     with pytest.raises(ValueError, match="learner_loss and reference_loss"):
         learnability(a, a[:2])
     with pytest.raises(ValueError, match="reference_loss"):
-        learnability(a, torch.tensor([1.0, float("nan"), 0.0]))
+        learnability(a, torch.tensor([1.0, float("nan"), 0.0]), check_values=True)
     with pytest.raises(ValueError, match="learner_loss"):
-        learnability(torch.tensor([1.0, float("inf"), 0.0]), a)
+        learnability(torch.tensor([1.0, float("inf"), 0.0]), a, check_values=True)
     with pytest.raises(ValueError, match="learner_loss"):
         learnability(a[None], a[None])
     with pytest.raises(ValueError, match="reference_loss"):

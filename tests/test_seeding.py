@@ -5,7 +5,7 @@ import torch
 
 from siftdata._seeding import derive_seed
 from siftdata.data import symmetric_noise
-from siftdata.train import SuperBatchStream
+from siftdata.sources import SuperBatchStream
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -20,8 +20,10 @@ def test_stream_and_noise_with_one_base_seed_are_unrelated():
     # were exactly the corrupted examples.
     labels = torch.arange(5000) % 10
     noisy = symmetric_noise(labels, 0.4, num_classes=10, seed=derive_seed(0, "pool-noise"))
-    stream = SuperBatchStream(5000, 500, seed=derive_seed(0, "super-batch-order"))
-    share = noisy.is_corrupted[stream.next()].float().mean().item()
+    stream = SuperBatchStream(
+        5000, seed=derive_seed(0, "super-batch-order"), device="cpu", max_size=500
+    )
+    share = noisy.is_corrupted[stream.next(500)].float().mean().item()
     assert 0.3 < share < 0.5
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from siftdata.diagnostics import count_host_syncs
 from siftdata.store import ScoreTable, dataset_fingerprint, load_scores, save_scores
 
 
@@ -47,29 +48,47 @@ def test_lookup_matches_dict(dense, shape):
     ids = torch.arange(30) if dense else torch.randperm(1000, generator=g)[:30] * 7
     scores = torch.randn(*shape, generator=g)
     table = ScoreTable(ids, scores)
-    assert (table._order is None) is dense
+    assert (table.index.order is None) is dense
     query = ids[torch.randint(0, 30, (64,), generator=g)]
     assert torch.equal(table.lookup(query), _slow_lookup(ids, scores, query))
-    assert torch.equal(table.lookup(query, validate=False), _slow_lookup(ids, scores, query))
+    assert torch.equal(table.lookup(query, check_values=True), _slow_lookup(ids, scores, query))
     assert torch.equal(table.to("cpu").lookup(query), table.lookup(query))
+    grid = query[:12].reshape(3, 4)  # any shape of ids: the rows come back in that shape
+    assert table.lookup(grid).shape == (3, 4, *shape[1:])
+    assert torch.equal(table.lookup(grid).reshape(12, *shape[1:]), table.lookup(query[:12]))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_lookup_makes_no_host_sync_unless_checking(dense):
+    ids = torch.arange(30) if dense else torch.randperm(30) * 7 + 3
+    table = ScoreTable(ids, torch.randn(30))  # building the index may sync once
+    query = ids[:10]
+    with count_host_syncs() as syncs:
+        table.lookup(query)
+    assert syncs.total == 0, syncs.counts
+    with count_host_syncs() as syncs:
+        table.lookup(query, check_values=True)
+    assert syncs.total > 0
 
 
 def test_permuted_ids_not_dense():
     ids = torch.randperm(20, generator=torch.Generator().manual_seed(3))
     scores = torch.arange(20.0) * 10
     table = ScoreTable(ids, scores)
-    assert table._order is not None
+    assert table.index.order is not None
     assert torch.equal(table.lookup(ids), scores)
 
 
 @pytest.mark.parametrize("ids", [torch.arange(10), torch.arange(10) * 3])
 def test_unknown_id(ids):
     table = ScoreTable(ids, torch.zeros(10))
-    with pytest.raises(ValueError, match="not in the table"):
-        table.lookup(torch.tensor([1, 1000]))
-    with pytest.raises(ValueError, match="not in the table"):
-        table.lookup(torch.tensor([-1]))
-    with pytest.raises(ValueError, match="integer"):
+    for unknown in (torch.tensor([3, 1000]), torch.tensor([-1]), torch.tensor([[0], [11]])):
+        with pytest.raises(ValueError, match="not in the table"):
+            table.lookup(unknown, check_values=True)
+        with pytest.raises(ValueError, match="not in the table"):
+            table.check_ids(unknown)
+    table.check_ids(ids)  # every known id passes
+    with pytest.raises(ValueError, match="integer"):  # the dtype is checked without check_values
         table.lookup(torch.tensor([1.0]))
 
 
@@ -194,7 +213,6 @@ def test_fingerprint_fields():
     fp = dataset_fingerprint(y, x, n_items=4)
     assert fp["count"] == 50 and len(fp["labels_sha256"]) == 64 and len(fp["items_sha256"]) == 64
     assert dataset_fingerprint(y)["items_sha256"] is None
-    assert dataset_fingerprint(y.int(), x) == dataset_fingerprint(y, x)
     x2 = x.clone()
     x2[1] += 1  # not one of 4 evenly spaced rows (0, 16, 33, 49)
     assert dataset_fingerprint(y, x2, n_items=4) == fp
@@ -202,3 +220,23 @@ def test_fingerprint_fields():
         dataset_fingerprint(y, x[:10])
     with pytest.raises(ValueError, match="n_items"):
         dataset_fingerprint(y, x, n_items=0)
+
+
+def test_fingerprint_of_integer_labels_ignores_their_dtype():
+    x, y = _data()
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        assert dataset_fingerprint(y.to(dtype), x) == dataset_fingerprint(y.to(torch.int64), x)
+    y2 = y.clone()
+    y2[7] = (y2[7] + 1) % 5
+    assert dataset_fingerprint(y2.int(), x) != dataset_fingerprint(y, x)
+    flags = torch.tensor([True, False, True])
+    assert dataset_fingerprint(flags) == dataset_fingerprint(flags.long())
+
+
+def test_fingerprint_of_float_labels_keeps_their_fraction():
+    # float labels once went through int64, so 0.4 and 0.0 looked the same
+    soft = torch.tensor([0.4, 1.0, 0.25])
+    assert dataset_fingerprint(soft) != dataset_fingerprint(torch.tensor([0.0, 1.0, 0.25]))
+    # exactly representable values hash alike in any float dtype
+    exact = torch.tensor([0.5, 1.0, 0.25])
+    assert dataset_fingerprint(exact.half()) == dataset_fingerprint(exact.double())

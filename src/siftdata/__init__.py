@@ -1,24 +1,49 @@
 """siftdata: choose which examples to train on.
 
-The core is pure functions on tensors (:mod:`siftdata.scores`, :mod:`siftdata.sampling`) and small
-selectors (:mod:`siftdata.online`); the training loop, reference cache, compute ledger and
-benchmarks are built on them.
+The core is pure functions on tensors (:mod:`siftdata.scores`, :mod:`siftdata.sampling`), composable
+:mod:`siftdata.scorers` and selectors (:mod:`siftdata.online`), and one step function,
+:func:`select_batch`, usable from any training loop. The reference training loop
+(:mod:`siftdata.train`), reference cache, compute ledger and benchmarks are built on them.
 """
 
-from . import data, ledger, models, reference, store
+from . import data, ledger, models, reference, scorers, store
 from .online import (
     METHOD_NAMES,
+    AlwaysScore,
+    JointSelector,
     LossMemory,
+    PairwiseScores,
     RankSelector,
+    ScoreAfter,
+    ScoringPolicy,
     Selection,
+    SelectionConfig,
+    SelectionMethod,
     SelectiveBackpropSelector,
     Selector,
     SoftmaxSampler,
     TopKSelector,
     UniformSelector,
     build_method,
+    forward_for_scoring,
+    parse_method,
+    select_batch,
 )
 from .sampling import gumbel_top_k, sample_with_replacement, top_k, uniform_without_replacement
+from .scorers import (
+    Entropy,
+    GradNormBound,
+    Learnability,
+    LearnerLoss,
+    LeastConfidence,
+    Margin,
+    Need,
+    Negated,
+    ReferenceLoss,
+    RememberedLoss,
+    Scorer,
+    ScoringBatch,
+)
 from .scores import (
     entropy,
     grad_norm_bound,
@@ -35,25 +60,53 @@ __all__ = [
     "ledger",
     "models",
     "reference",
+    "scorers",
     "store",
+    # pure per-example scores
     "per_example_loss",
     "learnability",
     "grad_norm_bound",
     "entropy",
     "least_confidence",
     "margin",
+    # pure sampling
     "top_k",
     "gumbel_top_k",
     "sample_with_replacement",
     "uniform_without_replacement",
+    # scorers
+    "Need",
+    "ScoringBatch",
+    "Scorer",
+    "LearnerLoss",
+    "RememberedLoss",
+    "ReferenceLoss",
+    "Negated",
+    "Learnability",
+    "GradNormBound",
+    "Entropy",
+    "LeastConfidence",
+    "Margin",
+    # selectors, policies, the step
     "Selection",
     "Selector",
+    "JointSelector",
+    "PairwiseScores",
     "TopKSelector",
     "UniformSelector",
     "SoftmaxSampler",
     "SelectiveBackpropSelector",
     "RankSelector",
+    "ScoringPolicy",
+    "AlwaysScore",
+    "ScoreAfter",
+    "forward_for_scoring",
+    "select_batch",
+    # named methods
     "LossMemory",
     "METHOD_NAMES",
+    "SelectionConfig",
+    "SelectionMethod",
     "build_method",
+    "parse_method",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "check_logits_labels",
     "check_same_length",
     "check_int_range",
+    "check_bool",
 ]
 
 
@@ -35,7 +36,7 @@ def check_finite(x: Tensor, name: str) -> Tensor:
 
     One reduction and one device-to-host sync: a NaN or inf anywhere makes the sum non-finite, and
     only then are the values counted one by one (a finite tensor whose sum overflows passes).
-    Callers on a hot GPU path can skip it with ``validate=False``.
+    A *value* check: the per-step functions run it only with ``check_values=True``.
     """
     if math.isfinite(float(x.detach().sum())):
         return x
@@ -45,12 +46,12 @@ def check_finite(x: Tensor, name: str) -> Tensor:
     return x
 
 
-def check_k(k: int, n: int, name: str = "k") -> int:
-    """Require ``0 < k <= n`` for an integer ``k``."""
+def check_k(k: int, n: int, name: str = "k", *, of: str = "the super-batch size") -> int:
+    """Require ``0 < k <= n`` for an integer ``k``; ``of`` says what ``n`` is in the message."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise ValueError(f"{name} must be an int, got {type(k).__name__}")
     if not 0 < k <= n:
-        raise ValueError(f"{name} must be in [1, {n}] (the pool size), got {k}")
+        raise ValueError(f"{name} must be in [1, {n}] ({of}), got {k}")
     return k
 
 
@@ -82,8 +83,13 @@ def check_same_length(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
         )
 
 
-def check_logits_labels(logits: Tensor, labels: Tensor | None = None) -> None:
-    """Require 2-D floating logits ``(N, C)`` and, if given, integer labels ``(N,)`` in ``[0, C)``."""
+def check_logits_labels(
+    logits: Tensor, labels: Tensor | None = None, *, check_values: bool = True
+) -> None:
+    """Require 2-D floating logits ``(N, C)`` and, if given, integer labels ``(N,)``.
+
+    With ``check_values`` the labels must also lie in ``[0, C)`` (one host sync).
+    """
     if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"logits must be a floating tensor of shape (N, C), got {shape}")
@@ -93,7 +99,7 @@ def check_logits_labels(logits: Tensor, labels: Tensor | None = None) -> None:
         shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"labels must be an integer tensor of shape (N,), got {shape}")
     check_same_length(logits, labels, "logits", "labels")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+    if check_values and labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
         raise ValueError(f"labels must be in [0, {logits.shape[1]}) (the number of classes)")
 
 
@@ -104,4 +110,11 @@ def check_int_range(x: int, name: str, *, low: int, high: int | None = None) -> 
     if x < low or (high is not None and x > high):
         upper = "inf)" if high is None else f"{high}]"
         raise ValueError(f"{name} must be in [{low}, {upper}, got {x}")
+    return x
+
+
+def check_bool(x: bool, name: str) -> bool:
+    """Require a real ``bool`` (not 0/1 or a string)."""
+    if not isinstance(x, bool):
+        raise ValueError(f"{name} must be True or False, got {x!r}")
     return x

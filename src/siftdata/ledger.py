@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,9 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["PHASES", "ComputeLedger", "count_flops"]
 
-PHASES = ("score", "reference", "train", "reference_train", "select", "eval")
+PHASES = ("score", "reference", "train", "reference_train", "select", "remember", "eval")
 """The phases a ledger accounts for: learner scoring forwards, reference forwards, learner training
-(forward+backward on the selected batch), reference training, selection, and evaluation."""
+(forward+backward on the selected batch), reference training, selection, remembering training
+losses (stale scoring's memory update), and evaluation."""
 
 
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, int]:
@@ -73,9 +75,12 @@ class ComputeLedger:
 
     Parameters
     ----------
-    sync_cuda : bool, default True
-        Call :func:`torch.cuda.synchronize` before reading the clock (only if CUDA is initialised),
-        so that seconds cover the GPU work launched in the block, not just its launch.
+    device : torch.device or str, default "cpu"
+        Where the tracked work runs. On CUDA, blocks are timed with CUDA events recorded on the
+        current stream, so tracking never stalls the GPU: the events are read when they have
+        completed, or when :meth:`totals` (or :meth:`seconds`) is called, which waits for the last
+        one. Seconds are then GPU time of the block's kernels. On the CPU, blocks are timed with
+        the host clock.
 
     Notes
     -----
@@ -87,10 +92,12 @@ class ComputeLedger:
     include the counter's overhead. Blocks must not be nested (their FLOPs would count twice).
     """
 
-    def __init__(self, *, sync_cuda: bool = True) -> None:
-        self.sync_cuda = bool(sync_cuda)
+    def __init__(self, *, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._use_events = self.device.type == "cuda"
         self._totals = {p: _empty() for p in PHASES}
         self._flop_cache: dict[tuple[str, Hashable], int] = {}
+        self._pending: deque[tuple[str, Any, Any]] = deque()  # (phase, start, end) CUDA events
         self._active = False
 
     @staticmethod
@@ -98,10 +105,6 @@ class ComputeLedger:
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         return phase
-
-    def _sync(self) -> None:
-        if self.sync_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
 
     @contextmanager
     def track(self, phase: str, key: Hashable = None) -> Iterator[None]:
@@ -124,8 +127,7 @@ class ComputeLedger:
         cached = self._flop_cache.get(cache_key)
         self._active = True
         try:
-            self._sync()
-            start = time.perf_counter()
+            clock = self._start_clock()
             if cached is None:
                 with FlopCounterMode(display=False) as counter:
                     yield
@@ -133,11 +135,38 @@ class ComputeLedger:
                 self._flop_cache[cache_key] = cached
             else:
                 yield
-            self._sync()
-            elapsed = time.perf_counter() - start
+            elapsed = self._stop_clock(phase, clock)
         finally:
             self._active = False
         self._record(phase, cached, elapsed, 1)
+
+    def _start_clock(self) -> Any:
+        if not self._use_events:
+            return time.perf_counter()
+        start = torch.cuda.Event(enable_timing=True)
+        start.record()
+        return start
+
+    def _stop_clock(self, phase: str, start: Any) -> float:
+        """Seconds for the CPU clock; for CUDA events 0 now, added when the events are read."""
+        if not self._use_events:
+            return time.perf_counter() - start
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self._pending.append((phase, start, end))
+        self._drain(wait=False)
+        return 0.0
+
+    def _drain(self, *, wait: bool) -> None:
+        """Add the seconds of completed event pairs, in order; ``wait`` waits for all of them."""
+        while self._pending:
+            phase, start, end = self._pending[0]
+            if wait:
+                end.synchronize()
+            elif not end.query():
+                return
+            self._totals[phase]["seconds"] += start.elapsed_time(end) / 1000.0
+            self._pending.popleft()
 
     def add(self, phase: str, *, flops: float = 0, seconds: float = 0.0, calls: int = 1) -> None:
         """Add a manual entry (e.g. a reference's training cost, amortised over a run).
@@ -169,7 +198,11 @@ class ComputeLedger:
         entry["calls"] += int(calls)
 
     def totals(self) -> dict[str, dict[str, float | int]]:
-        """A copy of the totals: ``{phase: {"flops": int, "seconds": float, "calls": int}}``."""
+        """A copy of the totals: ``{phase: {"flops": int, "seconds": float, "calls": int}}``.
+
+        On CUDA this waits for the pending timing events (one sync, not one per block).
+        """
+        self._drain(wait=True)
         return {p: dict(v) for p, v in self._totals.items()}
 
     def _phases(self, phases: Iterable[str] | None) -> tuple[str, ...]:
@@ -185,6 +218,7 @@ class ComputeLedger:
 
     def seconds(self, phases: Iterable[str] | None = None) -> float:
         """Total seconds over ``phases`` (all phases if None)."""
+        self._drain(wait=True)
         return float(sum(self._totals[p]["seconds"] for p in self._phases(phases)))
 
     def state_dict(self) -> dict[str, Any]:

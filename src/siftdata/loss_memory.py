@@ -15,66 +15,78 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_int_range
+from ._ids import IdIndex
+from ._validation import check_int_range
 
 __all__ = ["LossMemory"]
 
 
 class LossMemory:
-    """The learner's most recent loss on each of ``num_examples`` examples (ids ``0 … N−1``).
+    """The learner's most recent loss on each example, keyed by example id.
 
     Parameters
     ----------
-    num_examples : int
-        Pool size ``N``; ids are positions ``0 … N−1``.
+    ids : int or Tensor
+        The examples: an int ``N`` means ids ``0 … N−1``; a 1-D integer tensor gives the ids
+        themselves (any unique integers).
     initial : float
         Loss assumed for examples not yet seen (e.g. ``math.log(num_classes)``); must be finite.
     device : torch.device or str, default "cpu"
-        Where the table lives (the learner's device; lookups and updates make no host round-trip).
+        Where the table lives (the learner's device; lookups and updates make no host round-trip
+        unless ``check_values=True``).
     """
 
-    def __init__(self, num_examples: int, *, initial: float, device="cpu") -> None:
-        check_int_range(num_examples, "num_examples", low=1)
+    def __init__(self, ids: int | Tensor, *, initial: float, device="cpu") -> None:
+        if not isinstance(ids, Tensor):
+            ids = torch.arange(check_int_range(ids, "ids (the number of examples)", low=1))
         if not torch.isfinite(torch.tensor(float(initial))):
             raise ValueError(f"initial must be a finite loss, got {initial}")
-        self.losses = torch.full((num_examples,), float(initial), device=device)
-        self.seen = torch.zeros(num_examples, dtype=torch.bool, device=device)
+        self.index = IdIndex(ids).to(device)
+        if len(self.index) < 1:
+            raise ValueError("a LossMemory needs at least one example id")
+        self.losses = torch.full((len(self.index),), float(initial), device=device)
+        self.seen = torch.zeros(len(self.index), dtype=torch.bool, device=device)
 
     def __len__(self) -> int:
         return int(self.losses.shape[0])
 
-    def _ids(self, ids: Tensor, validate: bool) -> Tensor:
-        ids = torch.as_tensor(ids).to(self.losses.device)
-        if validate:
-            if ids.dim() != 1 or ids.is_floating_point():
-                raise ValueError(
-                    f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}"
-                )
-            if ids.numel() and bool((ids.min() < 0) | (ids.max() >= len(self))):
-                raise ValueError(f"ids must be in [0, {len(self)}) (the pool size)")
-        return ids
+    @property
+    def device(self) -> torch.device:
+        return self.losses.device
 
-    def lookup(self, ids: Tensor, *, validate: bool = True) -> Tensor:
+    def to(self, device: torch.device | str) -> LossMemory:
+        """Move the memory to ``device`` in place; returns ``self``."""
+        self.index = self.index.to(device)
+        self.losses, self.seen = self.losses.to(device), self.seen.to(device)
+        return self
+
+    def _rows(self, ids: Tensor, check_values: bool) -> Tensor:
+        ids = torch.as_tensor(ids)
+        if ids.dim() != 1:
+            raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
+        return self.index.rows(ids, check_values=check_values)
+
+    def lookup(self, ids: Tensor, *, check_values: bool = False) -> Tensor:
         """The remembered losses of ``ids`` (``initial`` for examples never updated)."""
-        return self.losses.index_select(0, self._ids(ids, validate))
+        return self.losses.index_select(0, self._rows(ids, check_values))
 
-    def update(self, ids: Tensor, losses: Tensor, *, validate: bool = True) -> None:
+    def update(self, ids: Tensor, losses: Tensor, *, check_values: bool = False) -> None:
         """Remember ``losses`` (detached) for ``ids``; a repeated id keeps one of its losses.
 
-        Raises ``ValueError`` (with ``validate``) on a shape mismatch or a NaN/inf loss, which would
-        otherwise poison every later selection.
+        Shapes are always checked. With ``check_values`` unknown ids and NaN/inf losses raise
+        ``ValueError`` (host syncs); a non-finite loss would otherwise poison later selections.
         """
-        ids = self._ids(ids, validate)
+        rows = self._rows(ids, check_values)
         losses = losses.detach()
-        if validate:
-            if losses.shape != ids.shape:
-                raise ValueError(
-                    f"losses must have one value per id; got shapes {tuple(losses.shape)} and {tuple(ids.shape)}"
-                )
-            if not bool(torch.isfinite(losses.sum())):
-                raise ValueError("losses has non-finite values (NaN or inf); the learner diverged?")
-        self.losses.index_copy_(0, ids, losses.to(self.losses.dtype))
-        self.seen.index_fill_(0, ids, True)
+        if losses.shape != rows.shape:
+            raise ValueError(
+                f"losses must have one value per id; got shapes {tuple(losses.shape)} and "
+                f"{tuple(rows.shape)}"
+            )
+        if check_values and not bool(torch.isfinite(losses.sum())):
+            raise ValueError("losses has non-finite values (NaN or inf); the learner diverged?")
+        self.losses.index_copy_(0, rows, losses.to(self.losses.dtype))
+        self.seen.index_fill_(0, rows, True)
 
     def seen_fraction(self) -> Tensor:
         """Share of examples updated at least once (0-d tensor, no host sync)."""

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._seeding import derive_seed
 from ._validation import check_fraction, check_int_range, check_positive, check_same_length
 from .ledger import ComputeLedger
 from .store import ScoreTable, load_scores, save_scores
@@ -292,6 +293,8 @@ def _fit(
             model, val_x, val_y, max(opts.batch_size, 1024), opts.ledger
         )
         val_loss, val_acc = float(val_losses.mean()), float(correct.float().mean())
+        if not math.isfinite(val_loss) and best["state"] is not None:
+            break  # diverged after a good epoch: keep that epoch's weights
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}
         )
@@ -302,8 +305,13 @@ def _fit(
         elif epoch - best["epoch"] >= opts.patience:
             break
     bar.close()
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
+    if best["state"] is None:
+        raise ValueError(
+            "the reference model diverged: its validation loss was never finite "
+            f"({history[-1]['val_loss']} after epoch {history[-1]['epoch']}); lower the learning "
+            "rate or check the data for NaN/inf"
+        )
+    model.load_state_dict(best["state"])
     model.eval()
     return ReferenceResult(model, float(best["loss"]), int(best["epoch"]), len(history), history)
 
@@ -351,7 +359,8 @@ def two_halves_losses(
     val_fraction : float, default 0.1
         Share of each half held out for early stopping, in (0, 1).
     seed : int, default 0
-        Seeds the split and (as ``seed`` and ``seed + 1``) each model's shuffling.
+        Seeds the split; each model's shuffling and initial randomness get their own seed
+        derived from it (:func:`siftdata._seeding.derive_seed`), unrelated to the split's.
     epochs, lr, weight_decay, batch_size, patience, ledger, progress
         As in :func:`train_reference_model`.
     eval_batch_size : int, default 1024
@@ -374,10 +383,11 @@ def two_halves_losses(
     opts = _Options(epochs, lr, weight_decay, batch_size, patience, ledger, progress)
     out: Tensor | None = None
     for i, (train_idx, val_idx, score_idx) in enumerate(
-        _split_halves(inputs.shape[0], val_fraction, seed)
+        _split_halves(inputs.shape[0], val_fraction, derive_seed(seed, "two-halves-split"))
     ):
         data = tuple(t[idx.to(t.device)] for idx in (train_idx, val_idx) for t in (inputs, labels))
-        model = _train_seeded(build_model(), data, opts, seed + i).model
+        half_seed = derive_seed(seed, f"two-halves-reference-{i}")
+        model = _train_seeded(build_model(), data, opts, half_seed).model
         x, y = inputs[score_idx.to(inputs.device)], labels[score_idx.to(labels.device)]
         losses = compute_losses(model, x, y, batch_size=eval_batch_size, temperature=temperature)
         if out is None:

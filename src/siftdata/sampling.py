@@ -2,7 +2,8 @@
 with replacement in proportion to given probabilities, and uniform sampling.
 
 Every function returns a ``LongTensor`` of positions on the input's device and makes no host
-round-trips unless ``validate=True`` (then the finiteness and sign checks each cost a sync).
+round-trip: arguments (shapes, dtypes, ``k``, a float temperature) are always checked, the *values*
+(finiteness, sign) only with ``check_values=True``, where each check costs a host sync.
 Randomness comes only from the ``generator`` passed in, which must live on the same device as
 the scores; nothing touches the global RNG when a generator is given.
 """
@@ -22,10 +23,11 @@ __all__ = [
 ]
 
 
-def _check_scores(scores: Tensor, k: int, name: str = "scores") -> None:
-    check_vector(scores, name)
-    check_finite(scores, name)
+def _check_scores(scores: Tensor, k: int, check_values: bool) -> None:
+    check_vector(scores, "scores")
     check_k(k, scores.shape[0])
+    if check_values:
+        check_finite(scores, "scores")
 
 
 def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
@@ -36,11 +38,9 @@ def _check_generator(generator: torch.Generator | None, device: torch.device) ->
         )
 
 
-def _check_temperature(temperature: float | Tensor, scores: Tensor, validate: bool) -> None:
+def _check_temperature(temperature: float | Tensor, scores: Tensor, check_values: bool) -> None:
     if not isinstance(temperature, Tensor):
         check_positive(temperature, "temperature")
-        return
-    if not validate:
         return
     if temperature.dim() != 0 or not temperature.is_floating_point():
         raise ValueError(
@@ -51,11 +51,11 @@ def _check_temperature(temperature: float | Tensor, scores: Tensor, validate: bo
         raise ValueError(
             f"temperature is on {temperature.device} but the scores are on {scores.device}"
         )
-    if not bool(torch.isfinite(temperature) & (temperature > 0)):
+    if check_values and not bool(torch.isfinite(temperature) & (temperature > 0)):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
 
-def top_k(scores: Tensor, k: int, *, validate: bool = True) -> Tensor:
+def top_k(scores: Tensor, k: int, *, check_values: bool = False) -> Tensor:
     r"""Indices of the ``k`` largest scores, largest first.
 
     .. math:: \operatorname{argtop}_k\, s
@@ -68,16 +68,15 @@ def top_k(scores: Tensor, k: int, *, validate: bool = True) -> Tensor:
         ``(N,)`` floating scores.
     k : int
         How many to keep, ``1 ≤ k ≤ N``.
-    validate : bool
-        Check shape, dtype, finiteness and ``k`` (host sync); ``False`` skips the checks.
+    check_values : bool
+        Also check finiteness (host sync); shape, dtype and ``k`` are always checked.
 
     Returns
     -------
     Tensor
         ``(k,)`` int64 indices on the scores' device.
     """
-    if validate:
-        _check_scores(scores, k)
+    _check_scores(scores, k, check_values)
     return torch.topk(scores, k, sorted=True).indices
 
 
@@ -87,7 +86,7 @@ def gumbel_top_k(
     *,
     temperature: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
-    validate: bool = True,
+    check_values: bool = False,
 ) -> Tensor:
     r"""Draw ``k`` distinct indices from ``softmax(scores / τ)`` without replacement.
 
@@ -98,10 +97,12 @@ def gumbel_top_k(
 
     and the indices are returned in draw order. Implemented with the Gumbel-top-k trick
     (Kool et al., 2019): with ``G_i = −log(−log U_i)``, ``U_i ~ Uniform[0, 1)`` i.i.d., the order
-    of ``s_i / τ + G_i`` is a Plackett–Luce sample; we rank the equivalent keys ``s_i + τ·G_i``
-    (same order since ``τ > 0``), which never overflow for small ``τ`` and tend to :func:`top_k`
-    as ``τ → 0``. ``U_i = 0`` gives ``G_i = −∞``, the exact limit. A few in-place tensor
-    operations, no host sync.
+    of ``s_i / τ + G_i`` is a Plackett–Luce sample; we rank the equivalent keys
+    ``(s_i − max s) + τ·G_i`` (same order since ``τ > 0``), which never overflow for small ``τ``
+    and tend to :func:`top_k` as ``τ → 0``. Subtracting the maximum keeps the noise from being
+    rounded away when the scores are large and nearly equal (equal scores then still give a
+    uniform draw, however small ``τ``). ``U_i = 0`` gives ``G_i = −∞``, the exact limit. A few
+    in-place tensor operations, no host sync.
 
     Parameters
     ----------
@@ -111,30 +112,31 @@ def gumbel_top_k(
         How many to draw, ``1 ≤ k ≤ N``.
     temperature : float or Tensor
         ``τ > 0``. A 0-d tensor on the scores' device is accepted so that ``τ`` may depend on
-        the scores (e.g. ``0.5 * scores.std()``) without a host sync; it is only checked when
-        ``validate=True``. A float is always checked (no sync needed).
+        the scores (e.g. ``0.5 * scores.std()``) without a host sync; its value is only checked
+        with ``check_values=True``. A float is always checked (no sync needed).
     generator : torch.Generator, optional
         Source of the uniform noise, on the scores' device; ``None`` uses the global RNG.
-    validate : bool
-        Check shape, dtype, finiteness, ``k`` and a tensor ``τ`` (host syncs).
+    check_values : bool
+        Also check the finiteness of the scores and the value of a tensor ``τ`` (host syncs).
 
     Returns
     -------
     Tensor
         ``(k,)`` distinct int64 indices in draw order, on the scores' device.
     """
-    if validate:  # scores first: a τ derived from bad scores is bad for the same reason
-        _check_scores(scores, k)
-        _check_generator(generator, scores.device)
-    _check_temperature(temperature, scores, validate)
+    # scores first: a τ derived from bad scores is bad for the same reason
+    _check_scores(scores, k, check_values)
+    _check_generator(generator, scores.device)
+    _check_temperature(temperature, scores, check_values)
     # Noise in at least float32 so half-precision scores still get fine-grained Gumbel keys.
     dtype = torch.promote_types(scores.dtype, torch.float32)
     neg_gumbel = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=dtype)
     neg_gumbel.log_().neg_().log_()  # log(−log U) = −G
-    if isinstance(temperature, Tensor):  # s − τ·log(−log U) in one fused operation
-        keys = torch.addcmul(scores.to(dtype), temperature.to(dtype), neg_gumbel, value=-1.0)
+    centred = scores.to(dtype) - scores.max().to(dtype)
+    if isinstance(temperature, Tensor):  # (s − max s) − τ·log(−log U) in one fused operation
+        keys = torch.addcmul(centred, temperature.to(dtype), neg_gumbel, value=-1.0)
     else:
-        keys = torch.add(scores.to(dtype), neg_gumbel, alpha=-float(temperature))
+        keys = centred.add_(neg_gumbel, alpha=-float(temperature))
     return torch.topk(keys, k, sorted=True).indices
 
 
@@ -143,7 +145,7 @@ def sample_with_replacement(
     k: int,
     *,
     generator: torch.Generator | None = None,
-    validate: bool = True,
+    check_values: bool = False,
 ) -> Tensor:
     r"""Draw ``k`` i.i.d. indices with ``P(i) = probs_i / Σ_j probs_j``.
 
@@ -160,23 +162,24 @@ def sample_with_replacement(
         Number of draws, ``k ≥ 1``.
     generator : torch.Generator, optional
         Random source on the probs' device; ``None`` uses the global RNG.
-    validate : bool
-        Check shape, dtype, finiteness, sign and sum (host syncs).
+    check_values : bool
+        Also check finiteness, sign and a positive sum (host syncs); shape, dtype and ``k`` are
+        always checked.
 
     Returns
     -------
     Tensor
         ``(k,)`` int64 indices (with repeats), on the probs' device.
     """
-    if validate:
-        check_vector(probs, "probs")
+    check_vector(probs, "probs")
+    check_int_range(k, "k", low=1)
+    _check_generator(generator, probs.device)
+    if check_values:
         check_finite(probs, "probs")
-        check_int_range(k, "k", low=1)
         if bool((probs < 0).any()):
             raise ValueError("probs must be nonnegative")
         if not bool(probs.sum() > 0):
             raise ValueError("probs must have a positive sum")
-        _check_generator(generator, probs.device)
     return torch.multinomial(probs, k, replacement=True, generator=generator)
 
 
@@ -186,7 +189,6 @@ def uniform_without_replacement(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    validate: bool = True,
 ) -> Tensor:
     r"""Draw ``k`` distinct indices from ``range(n)`` uniformly (a random ``k``-permutation).
 
@@ -204,17 +206,14 @@ def uniform_without_replacement(
         Random source; ``None`` uses the global RNG.
     device : torch.device or str, optional
         Where the result lives; defaults to the generator's device, else CPU.
-    validate : bool
-        Check ``n`` and ``k`` (no host sync needed).
 
     Returns
     -------
     Tensor
         ``(k,)`` distinct int64 indices.
     """
-    if validate:
-        check_int_range(n, "n", low=1)
-        check_k(k, n)
+    check_int_range(n, "n", low=1)
+    check_k(k, n, of="n")
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     return torch.randperm(n, generator=generator, device=device)[:k]

@@ -1,9 +1,9 @@
 """Per-example scores from logits, labels and losses: one value per example, higher = "more".
 
 Every function is pure (tensors in, a 1-D floating tensor of length ``N`` out), runs on the
-input's device and makes no host round-trips unless ``validate=True``, which checks shapes,
-dtypes, label range and finiteness (one or two device-to-host syncs) and raises ``ValueError``
-naming the argument.
+input's device and makes no host round-trip: shapes and dtypes (free to check) are always checked;
+the *values* (label range, finiteness: one or two device-to-host syncs each) only with
+``check_values=True``. Either way a bad input raises ``ValueError`` naming the argument.
 
 Notation: ``z`` is a row of logits ``(C,)``, ``p = softmax(z)``, ``y`` the integer label and
 ``e_y`` its one-hot vector.
@@ -34,9 +34,10 @@ __all__ = [
 ]
 
 
-def _check_logits(logits: Tensor, labels: Tensor | None = None) -> None:
-    check_logits_labels(logits, labels)
-    check_finite(logits, "logits")
+def _check_logits(logits: Tensor, labels: Tensor | None, check_values: bool) -> None:
+    check_logits_labels(logits, labels, check_values=check_values)
+    if check_values:
+        check_finite(logits, "logits")
 
 
 def per_example_loss(
@@ -44,7 +45,7 @@ def per_example_loss(
     labels: Tensor,
     *,
     label_smoothing: float = 0.0,
-    validate: bool = True,
+    check_values: bool = False,
 ) -> Tensor:
     r"""Softmax cross-entropy of each example (``reduction='none'``).
 
@@ -63,17 +64,16 @@ def per_example_loss(
         ``(N,)`` integer class labels in ``[0, C)``.
     label_smoothing : float
         ``ε`` in ``[0, 1]``; 0 gives the plain cross-entropy ``-log p_{y}``.
-    validate : bool
-        Check shapes, label range and finiteness (host syncs); ``False`` skips the checks.
+    check_values : bool
+        Also check the label range and finiteness (host syncs).
 
     Returns
     -------
     Tensor
         ``(N,)`` losses in nats, in the logits' dtype and on their device.
     """
-    if validate:
-        _check_logits(logits, labels)
-        check_fraction(label_smoothing, "label_smoothing")
+    _check_logits(logits, labels, check_values)
+    check_fraction(label_smoothing, "label_smoothing")
     return F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
 
 
@@ -82,7 +82,7 @@ def learnability(
     reference_loss: Tensor,
     *,
     learner_loss_cap: float | None = None,
-    validate: bool = True,
+    check_values: bool = False,
 ) -> Tensor:
     r"""RHO-LOSS reducible loss: ``learner_loss − reference_loss``, optionally with a capped learner loss.
 
@@ -103,28 +103,28 @@ def learnability(
         means a wrong label; unclipped, such examples outrank everything whenever the reference
         is less confident than the learner (as one trained on noisy labels is). ``log C`` is
         the value the benchmarks use.
-    validate : bool
-        Check that both are 1-D, floating, equally long and finite (host syncs).
+    check_values : bool
+        Also check that both are finite (host syncs); shapes and dtypes are always checked.
 
     Returns
     -------
     Tensor
         ``(N,)`` reducible losses.
     """
-    if validate:
-        check_vector(learner_loss, "learner_loss")
-        check_vector(reference_loss, "reference_loss")
-        check_same_length(learner_loss, reference_loss, "learner_loss", "reference_loss")
+    check_vector(learner_loss, "learner_loss")
+    check_vector(reference_loss, "reference_loss")
+    check_same_length(learner_loss, reference_loss, "learner_loss", "reference_loss")
+    if learner_loss_cap is not None:
+        check_positive(learner_loss_cap, "learner_loss_cap")
+    if check_values:
         check_finite(learner_loss, "learner_loss")
         check_finite(reference_loss, "reference_loss")
-        if learner_loss_cap is not None:
-            check_positive(learner_loss_cap, "learner_loss_cap")
     if learner_loss_cap is not None:
         learner_loss = learner_loss.clamp(max=learner_loss_cap)
     return learner_loss - reference_loss
 
 
-def grad_norm_bound(logits: Tensor, labels: Tensor, *, validate: bool = True) -> Tensor:
+def grad_norm_bound(logits: Tensor, labels: Tensor, *, check_values: bool = False) -> Tensor:
     r"""Norm of the cross-entropy gradient with respect to the logits.
 
     .. math:: g_i = \lVert \partial \ell_i / \partial z_i \rVert_2
@@ -140,22 +140,22 @@ def grad_norm_bound(logits: Tensor, labels: Tensor, *, validate: bool = True) ->
         ``(N, C)`` floating logits.
     labels : Tensor
         ``(N,)`` integer labels in ``[0, C)``.
-    validate : bool
-        Check shapes, label range and finiteness (host syncs).
+    check_values : bool
+        Also check the label range and finiteness (host syncs).
 
     Returns
     -------
     Tensor
         ``(N,)`` gradient norms.
     """
-    if validate:
-        _check_logits(logits, labels)
+    _check_logits(logits, labels, check_values)
     probs = torch.softmax(logits, dim=1)
-    residual = probs - F.one_hot(labels, num_classes=logits.shape[1]).to(probs.dtype)
+    # p − e_y by subtracting 1 at each label (F.one_hot would check the label range: a host sync)
+    residual = probs.scatter_add(1, labels.unsqueeze(1), probs.new_full((labels.shape[0], 1), -1.0))
     return torch.linalg.vector_norm(residual, dim=1)
 
 
-def entropy(logits: Tensor, *, validate: bool = True) -> Tensor:
+def entropy(logits: Tensor, *, check_values: bool = False) -> Tensor:
     r"""Predictive entropy in nats, computed from ``log_softmax`` (no ``log 0``).
 
     .. math:: H_i = -\sum_c p_{ic} \log p_{ic}
@@ -164,21 +164,20 @@ def entropy(logits: Tensor, *, validate: bool = True) -> Tensor:
     ----------
     logits : Tensor
         ``(N, C)`` floating logits.
-    validate : bool
-        Check shape and finiteness (host sync).
+    check_values : bool
+        Also check finiteness (host sync); the shape is always checked.
 
     Returns
     -------
     Tensor
         ``(N,)`` entropies in ``[0, log C]``.
     """
-    if validate:
-        _check_logits(logits)
+    _check_logits(logits, None, check_values)
     log_probs = torch.log_softmax(logits, dim=1)
     return -(log_probs.exp() * log_probs).sum(dim=1)
 
 
-def least_confidence(logits: Tensor, *, validate: bool = True) -> Tensor:
+def least_confidence(logits: Tensor, *, check_values: bool = False) -> Tensor:
     r"""One minus the top class probability (higher = less confident).
 
     .. math:: u_i = 1 - \max_c p_{ic} = \sum_{c \ne c^*_i} p_{ic}, \quad
@@ -191,22 +190,21 @@ def least_confidence(logits: Tensor, *, validate: bool = True) -> Tensor:
     ----------
     logits : Tensor
         ``(N, C)`` floating logits.
-    validate : bool
-        Check shape and finiteness (host sync).
+    check_values : bool
+        Also check finiteness (host sync); the shape is always checked.
 
     Returns
     -------
     Tensor
         ``(N,)`` values in ``[0, 1 − 1/C]``.
     """
-    if validate:
-        _check_logits(logits)
+    _check_logits(logits, None, check_values)
     probs = torch.softmax(logits, dim=1)
     top = probs.argmax(dim=1, keepdim=True)
     return probs.scatter(1, top, 0.0).sum(dim=1)
 
 
-def margin(logits: Tensor, *, validate: bool = True) -> Tensor:
+def margin(logits: Tensor, *, check_values: bool = False) -> Tensor:
     """Gap between the two largest class probabilities (smaller = more uncertain).
 
     .. math:: m_i = p_{i,(1)} - p_{i,(2)}
@@ -218,19 +216,16 @@ def margin(logits: Tensor, *, validate: bool = True) -> Tensor:
     ----------
     logits : Tensor
         ``(N, C)`` floating logits with ``C ≥ 2``.
-    validate : bool
-        Check shape, ``C ≥ 2`` and finiteness (host sync).
+    check_values : bool
+        Also check finiteness (host sync); the shape and ``C ≥ 2`` are always checked.
 
     Returns
     -------
     Tensor
         ``(N,)`` values in ``[0, 1]``.
     """
-    if validate:
-        _check_logits(logits)
-        if logits.shape[1] < 2:
-            raise ValueError(
-                f"logits must have at least 2 classes for margin, got C={logits.shape[1]}"
-            )
+    _check_logits(logits, None, check_values)
+    if logits.shape[1] < 2:
+        raise ValueError(f"logits must have at least 2 classes for margin, got C={logits.shape[1]}")
     top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
     return top2[:, 0] - top2[:, 1]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._ids import IdIndex, is_integer_tensor
 from ._validation import check_same_length
 
 __all__ = ["FORMAT", "VERSION", "ScoreTable", "dataset_fingerprint", "load_scores", "save_scores"]
@@ -52,7 +53,9 @@ def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items
     Parameters
     ----------
     labels : Tensor
-        Labels, one per example (shape ``(N,)``); hashed in full as int64.
+        Labels, one per example (shape ``(N,)``); hashed in full, integer (and bool) labels as
+        int64, floating ones (soft or regression targets) as float64, so that 0.4 and 0.0
+        differ.
     inputs : Tensor or None, default None
         Inputs with examples along dim 0. Only ``n_items`` evenly spaced rows are hashed (their
         raw bytes, contiguous on the CPU), so fingerprinting a large dataset stays cheap.
@@ -77,19 +80,16 @@ def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items
             raise ValueError(f"inputs must have one row per label ({n}), got {tuple(inputs.shape)}")
         rows = torch.linspace(0, max(n - 1, 0), min(n_items, n)).round().long().unique()
         items = _sha256(inputs.index_select(0, rows.to(inputs.device)))
+    wide = torch.float64 if labels.is_floating_point() else torch.int64
     return {
         "count": int(n),
-        "labels_sha256": _sha256(labels.to(torch.int64)),
+        "labels_sha256": _sha256(labels.to(wide)),
         "items_sha256": items,
     }
 
 
-def _is_integer(x: Tensor) -> bool:
-    return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
-
-
 def _check_id_vector(ids: Tensor) -> None:
-    if ids.dim() != 1 or not _is_integer(ids):
+    if ids.dim() != 1 or not is_integer_tensor(ids):
         raise ValueError(f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}")
 
 
@@ -323,51 +323,56 @@ class ScoreTable:
     Notes
     -----
     Ids exactly ``0..N-1`` are looked up by direct indexing; others are sorted once here and found
-    with :func:`torch.searchsorted`. Neither loops over examples in Python.
+    with :func:`torch.searchsorted` (see :class:`~siftdata._ids.IdIndex`). Neither loops over
+    examples in Python, and :meth:`lookup` makes no host sync unless asked to check the ids.
     """
 
     def __init__(self, ids: Tensor, scores: Tensor, *, manifest: dict | None = None) -> None:
         ids, scores = torch.as_tensor(ids), torch.as_tensor(scores)
-        _check_id_vector(ids)
+        self.index = IdIndex(ids)
         if scores.dim() == 0 or scores.shape[0] != ids.shape[0]:
             raise ValueError(f"scores must have one row per id ({len(ids)}), got {scores.shape}")
-        self.ids, self.scores = ids.to(torch.int64), scores.to(ids.device)
+        self.scores = scores.to(ids.device)
         self.manifest = dict(manifest) if manifest is not None else {}
-        n = ids.shape[0]
-        self._order: Tensor | None = None  # None: ids are 0..N-1, index directly
-        self._sorted_ids = self.ids
-        if not torch.equal(self.ids, torch.arange(n, device=ids.device)):
-            self._sorted_ids, self._order = torch.sort(self.ids)
-            if n > 1 and bool((self._sorted_ids[1:] == self._sorted_ids[:-1]).any()):
-                raise ValueError("ids must be unique")
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return len(self.index)
+
+    @property
+    def ids(self) -> Tensor:
+        """The ids, row ``i`` belonging to ``ids[i]``."""
+        return self.index.ids
 
     @property
     def device(self) -> torch.device:
         """The device the table lives on."""
-        return self.ids.device
+        return self.index.device
 
     def to(self, device: torch.device | str) -> ScoreTable:
         """A copy of the table on ``device`` (the lookup structures are moved, not rebuilt)."""
         table = ScoreTable.__new__(ScoreTable)
-        table.ids, table.scores = self.ids.to(device), self.scores.to(device)
+        table.index, table.scores = self.index.to(device), self.scores.to(device)
         table.manifest = dict(self.manifest)
-        table._sorted_ids = self._sorted_ids.to(device)
-        table._order = None if self._order is None else self._order.to(device)
         return table
 
-    def lookup(self, ids: Tensor, *, validate: bool = True) -> Tensor:
+    def check_ids(self, ids: Tensor) -> None:
+        """Raise ``ValueError`` unless every id in ``ids`` is in the table (one host sync).
+
+        Check a dataset's ids once, then look batches up without checks.
+        """
+        self.index.rows(ids, check_values=True)
+
+    def lookup(self, ids: Tensor, *, check_values: bool = False) -> Tensor:
         """The score rows for example ``ids``, on the table's device.
 
         Parameters
         ----------
         ids : Tensor
             Integer example ids, any shape; moved to the table's device.
-        validate : bool, default True
-            Check that every id is in the table (one device-to-host sync). With ``False`` there is
-            no sync; unknown ids then give wrong rows (sorted tables) or an indexing error.
+        check_values : bool, default False
+            Check that every id is in the table (one device-to-host sync). Without it there is
+            no sync; unknown ids then give wrong rows (sorted tables) or an indexing error, so
+            check a dataset's ids once with :meth:`check_ids`.
 
         Returns
         -------
@@ -375,27 +380,6 @@ class ScoreTable:
             Shape ``ids.shape + scores.shape[1:]``.
         """
         ids = torch.as_tensor(ids)
-        if not _is_integer(ids):
-            raise ValueError(f"ids must be an integer tensor, got {ids.dtype}")
-        ids = ids.to(device=self.device, dtype=torch.int64)
-        n, flat = len(self), ids.reshape(-1)
-        if self._order is None:
-            if validate:
-                self._check_known(flat, (flat >= 0) & (flat < n))
-            rows = flat
-        else:
-            pos = torch.searchsorted(self._sorted_ids, flat).clamp_(max=n - 1)
-            if validate:
-                self._check_known(flat, self._sorted_ids.index_select(0, pos) == flat)
-            rows = self._order.index_select(0, pos)
+        rows = self.index.rows(ids, check_values=check_values)
         # index_select is several times cheaper than advanced indexing for small batches
         return self.scores.index_select(0, rows).reshape(*ids.shape, *self.scores.shape[1:])
-
-    @staticmethod
-    def _check_known(ids: Tensor, known: Tensor) -> None:
-        if not bool(known.all()):  # one host sync
-            missing = ids[~known].unique()
-            raise ValueError(
-                f"ids has {missing.numel()} id(s) not in the table, e.g. {missing[:5].tolist()}; "
-                "was the table built for this dataset?"
-            )

@@ -1,20 +1,20 @@
-"""A reference training loop with online batch selection: super-batches, scoring, selection, evaluation,
-metrics as JSONL and checkpoint/resume.
+"""A reference training loop with online batch selection, composed of parts a user can swap.
 
-It is the loop the demo and benchmarks run, written to be read top to bottom; it is not a framework.
-Per step: draw a super-batch of ``B = super_batch_factor · b`` pool examples, score them (learner
-forward without grad; reference losses looked up by example id), keep ``b`` with the method's
-selector, and take one optimizer step on them. Every phase is timed and its FLOPs counted by a
-:class:`~siftdata.ledger.ComputeLedger`.
+Per step: the batch source hands out a super-batch of ``B = super_batch_factor · b`` pool positions
+(``b`` when the method does not score this step), :func:`~siftdata.online.select_batch`'s pieces
+score it (one no-grad learner forward only if the scorer needs it) and keep ``b``, and one
+optimizer step trains on them with the per-example loss function (weighted when the selector
+returns weights). The parts: a :class:`~siftdata.sources.BatchSource`, a loss function, an
+optimizer with an LR schedule (:mod:`siftdata.schedules`), a :class:`~siftdata.recorder.Recorder`
+with its evaluator, and checkpoints (:mod:`siftdata.checkpoint`). Every phase is timed and its FLOPs
+counted by a :class:`~siftdata.ledger.ComputeLedger`; nothing in a step waits for the device.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
+import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,63 +22,78 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import schedules
+from ._config import check_bool, check_choice, check_float_field, check_int_field, option
 from ._seeding import derive_seed
+from .checkpoint import CheckpointError, check_identity, load_checkpoint, save_checkpoint
 from .ledger import ComputeLedger
-from .online.loss_memory import LossMemory
-from .online.methods import OnlineMethod
+from .online.methods import SelectionMethod
+from .online.step import LossFn, forward_for_scoring
+from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
+from .run_folder import run_folder_lock
 from .scores import per_example_loss
-from .store import ScoreTable
+from .sources import BatchSource, SuperBatchStream
+from .store import dataset_fingerprint
 
-__all__ = ["TrainConfig", "TrainData", "TrainResult", "SuperBatchStream", "evaluate", "train"]
+__all__ = ["TrainConfig", "TrainData", "ReferenceCost", "TrainResult", "default_optimizer", "train"]
 
-# Phases whose FLOPs and seconds count towards "compute to target" (reference training is reported
-# separately, evaluation is excluded for every method alike).
-COUNTED_PHASES = ("reference", "score", "select", "train")
+# Options that change only how a run is watched, not what it computes: free to differ on resume.
+_NOT_IDENTITY = ("progress", "checkpoint_every", "eval_every", "eval_batch_size", "check_values")
 
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`train`."""
+    """Options of :func:`train` (the CLI's options of the same names come from here)."""
 
-    steps: int = 3000
-    """Learner update steps."""
-    batch_size: int = 64
-    """``b``: examples per update step."""
-    super_batch_factor: float = 10.0
-    """``B / b``; ignored (treated as 1) for uniform selection, which scores nothing."""
-    lr: float = 1e-3
-    """AdamW learning rate (the prototype's setting)."""
-    weight_decay: float = 1e-2
-    """AdamW weight decay (PyTorch's default)."""
-    eval_every: int = 100
-    """Evaluate on the clean test set every this many steps (and at the first and last step)."""
-    eval_batch_size: int = 2048
-    """Batch size of evaluation forwards."""
-    seed: int = 0
-    """Seed of the super-batch order (derived per purpose; the selector has its own generator)."""
-    checkpoint_every: int = 0
-    """Save a checkpoint every this many steps (0: never)."""
-    progress: bool = True
-    """Show a progress bar."""
+    steps: int = option(3000, "learner update steps")
+    batch_size: int = option(64, "b: examples per update step")
+    super_batch_factor: float = option(
+        10.0, "B / b: the super-batch a selecting method scores (uniform draws b)"
+    )
+    lr: float = option(1e-3, "AdamW's base learning rate")
+    weight_decay: float = option(1e-2, "AdamW's weight decay")
+    schedule: str = option(
+        "constant",
+        "LR schedule: constant, or cosine/linear decay to 0 at the run's last step",
+        choices=schedules.SCHEDULES,
+    )
+    warmup_steps: int = option(0, "linear LR warm-up steps")
+    eval_every: int = option(100, "evaluate every this many steps (and at the first and last)")
+    eval_batch_size: int = option(2048, "batch size of evaluation forwards")
+    seed: int = option(0, "base seed (data order, initialisation and selection derive from it)")
+    checkpoint_every: int = option(500, "steps between checkpoints (0: none)")
+    check_values: bool = option(
+        False, "check every step's values (finite scores and losses, label range): host syncs"
+    )
+    progress: bool = option(True, "show progress bars")
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.super_batch_factor >= 1.0 or math.isinf(self.super_batch_factor):
-            raise ValueError(f"super_batch_factor must be >= 1, got {self.super_batch_factor}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_int_field(self.steps, "steps", low=1)
+        check_int_field(self.batch_size, "batch_size", low=1)
+        check_float_field(self.super_batch_factor, "super_batch_factor", low=1.0)
+        check_float_field(self.lr, "lr", low=0.0, low_open=True)
+        check_float_field(self.weight_decay, "weight_decay", low=0.0)
+        check_choice(self.schedule, "schedule", schedules.SCHEDULES)
+        check_int_field(self.warmup_steps, "warmup_steps", low=0, high=self.steps - 1)
+        check_int_field(self.eval_every, "eval_every", low=1)
+        check_int_field(self.eval_batch_size, "eval_batch_size", low=1)
+        check_int_field(self.seed, "seed", low=0)
+        check_int_field(self.checkpoint_every, "checkpoint_every", low=0)
+        check_bool(self.check_values, "check_values")
+        check_bool(self.progress, "progress")
 
-    def super_batch_size(self, method: OnlineMethod) -> int:
-        """``B`` for this method: ``b`` when nothing is scored."""
-        return (
-            self.batch_size
-            if not method.needs_learner_loss and not method.needs_reference_loss
-            else round(self.super_batch_factor * self.batch_size)
-        )
+    def super_batch_size(self, method: SelectionMethod) -> int:
+        """``B`` for ``method``: ``round(super_batch_factor · b)``, or ``b`` if it never scores."""
+        if not method.selects:
+            return self.batch_size
+        big_b = round(self.super_batch_factor * self.batch_size)
+        if big_b <= self.batch_size:
+            raise ValueError(
+                f"super_batch_factor {self.super_batch_factor} gives a super-batch of {big_b} "
+                f"for b = {self.batch_size}: {method.name!r} would pay for scoring and select "
+                "nothing; use a factor with round(factor · b) > b, or the uniform method"
+            )
+        return big_b
 
 
 @dataclass
@@ -90,17 +105,9 @@ class TrainData:
     test_inputs: Tensor
     test_labels: Tensor
     ids: Tensor | None = None
+    """Example ids (what cached scores are keyed by), unique integers, one per pool example."""
     is_corrupted: Tensor | None = None
     """Which pool labels were corrupted (known in benchmarks), to report the mislabeled share."""
-    reference_losses: ScoreTable | None = None
-    """Cached reference (irreducible) losses keyed by example id."""
-    reference_forward_flops: int = 0
-    """One-off FLOPs of filling the reference cache; charged to the "reference" phase at step 0."""
-    reference_forward_seconds: float = 0.0
-    """Wall-clock of filling the reference cache; charged likewise."""
-    reference_train_flops: int = 0
-    """FLOPs of training the reference; reported separately ("reference_train")."""
-    reference_train_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         n = self.inputs.shape[0]
@@ -112,10 +119,39 @@ class TrainData:
             raise ValueError("test_labels must have one label per test input")
         if self.ids is None:
             self.ids = torch.arange(n, device=self.inputs.device)
-        if self.ids.shape != (n,):
-            raise ValueError(f"ids must have shape ({n},), got {tuple(self.ids.shape)}")
+        if self.ids.shape != (n,) or self.ids.is_floating_point():
+            raise ValueError(f"ids must be integers of shape ({n},), got {tuple(self.ids.shape)}")
         if self.is_corrupted is not None and self.is_corrupted.shape != (n,):
             raise ValueError(f"is_corrupted must have shape ({n},)")
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def to(self, device: torch.device | str) -> TrainData:
+        """A copy with every tensor on ``device`` (no copy for tensors already there)."""
+        move = {k: v.to(device) for k, v in asdict_shallow(self).items() if v is not None}
+        return replace(self, **move)
+
+    def num_classes(self) -> int:
+        """``max(label) + 1`` (one host sync)."""
+        return int(self.labels.max()) + 1
+
+
+def asdict_shallow(data: TrainData) -> dict[str, Any]:
+    """The fields of ``data`` without deep-copying its tensors (unlike :func:`dataclasses.asdict`)."""
+    return {name: getattr(data, name) for name in data.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class ReferenceCost:
+    """One-off costs of a reference model, charged to a run that uses its cached losses."""
+
+    forward_flops: int = 0
+    """Filling the cache (a forward over the pool): counted in the run's compute."""
+    forward_seconds: float = 0.0
+    train_flops: int = 0
+    """Training the reference: reported separately, added in the end-to-end figures."""
+    train_seconds: float = 0.0
 
 
 @dataclass
@@ -123,253 +159,212 @@ class TrainResult:
     """What :func:`train` returns: the evaluation records and the ledger's totals."""
 
     records: list[dict[str, Any]]
-    ledger: dict[str, dict[str, float]]
+    ledger: dict[str, dict[str, float | int]]
     steps: int
+    resumed_from: int | None = None
 
 
-class SuperBatchStream:
-    """Epoch-wise shuffled super-batches of pool positions from its own generator (resumable)."""
+class _Loop:
+    """The wired parts of one run and its step counter; each part saves its own state."""
 
-    def __init__(self, n: int, size: int, *, seed: int = 0, device="cpu") -> None:
-        if not 0 < size <= n:
-            raise ValueError(f"super-batch size must be in [1, {n}] (the pool size), got {size}")
-        self.n, self.size, self.device = n, size, torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(n, generator=self.generator)
-        self.cursor = 0
-        self.epoch = 0
-
-    def next(self) -> Tensor:
-        if self.cursor + self.size > self.n:  # drop the ragged tail, start a new epoch
-            self.order = torch.randperm(self.n, generator=self.generator)
-            self.cursor, self.epoch = 0, self.epoch + 1
-        positions = self.order[self.cursor : self.cursor + self.size]
-        self.cursor += self.size
-        return positions.to(self.device, non_blocking=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "order": self.order.clone(),
-            "cursor": self.cursor,
-            "epoch": self.epoch,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.order = state["order"].clone()
-        self.cursor, self.epoch = int(state["cursor"]), int(state["epoch"])
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, inputs: Tensor, labels: Tensor, *, batch_size: int = 2048
-) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``(inputs, labels)``."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), device=inputs.device)
-    total_loss = torch.zeros((), device=inputs.device)
-    for start in range(0, inputs.shape[0], batch_size):
-        logits = model(inputs[start : start + batch_size])
-        y = labels[start : start + batch_size]
-        correct += (logits.argmax(1) == y).sum()
-        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-    model.train(was_training)
-    n = inputs.shape[0]
-    return float(correct) / n, float(total_loss) / n
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # an interrupted save never leaves a half-written checkpoint
-
-
-class _Run:
-    """Mutable state of one training run (everything a checkpoint must restore)."""
-
-    def __init__(self, model, method, config: TrainConfig, data: TrainData) -> None:
-        self.device = next(model.parameters()).device
-        self.model, self.method, self.config, self.data = model, method, config, data
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+    def __init__(self, model, method, data, config, parts: dict[str, Any]) -> None:
+        self.model, self.method, self.data, self.config = model, method, data, config
+        self.optimizer: torch.optim.Optimizer = parts["optimizer"]
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.source: BatchSource = parts["source"]
+        self.loss_fn: LossFn = parts["loss_fn"]
+        self.ledger: ComputeLedger = parts["ledger"]
+        self.recorder: Recorder = parts["recorder"]
         self.super_batch = config.super_batch_size(method)
-        self.stream = SuperBatchStream(
-            data.inputs.shape[0],
-            self.super_batch,
-            seed=derive_seed(config.seed, "super-batch-order"),
-            device=self.device,
+        self.ids_are_positions = torch.equal(
+            data.ids, torch.arange(len(data), device=data.ids.device)
         )
-        self.ledger = ComputeLedger()
-        self.memory = self._loss_memory() if method.learner_scores == "stale" else None
-        n = data.inputs.shape[0]
-        self.ids_are_positions = torch.equal(data.ids, torch.arange(n, device=data.ids.device))
         self.step = 0
-        self.records: list[dict[str, Any]] = []
-        self.corrupted_selected = torch.zeros((), dtype=torch.long, device=self.device)
-        self.last_loss = torch.zeros((), device=self.device)
 
-    def _loss_memory(self) -> LossMemory:
-        """Stale losses start at ``log C``, an untrained classifier's loss (C from the labels)."""
-        num_classes = int(self.data.labels.max()) + 1
-        return LossMemory(
-            self.data.inputs.shape[0], initial=math.log(max(num_classes, 2)), device=self.device
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "memory": self.memory.state_dict() if self.memory is not None else None,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "selector": self.method.selector.state_dict(),
-            "stream": self.stream.state_dict(),
-            "ledger": self.ledger.state_dict(),
-            "records": self.records,
-            "corrupted_selected": self.corrupted_selected,
-            "method": self.method.name,
-            "config": asdict(self.config),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["method"] != self.method.name:
-            raise ValueError(
-                f"checkpoint is for method {state['method']!r}, not {self.method.name!r}"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.method.selector.load_state_dict(state["selector"])
-        self.stream.load_state_dict(state["stream"])
-        self.ledger.load_state_dict(state["ledger"])
-        if self.memory is not None:
-            self.memory.load_state_dict(state["memory"])
-        self.records = list(state["records"])
-        self.corrupted_selected = state["corrupted_selected"].to(self.device)
-        self.step = int(state["step"])
-
-    def charge_reference(self) -> None:
-        """One-off costs of the reference: filling the cache (counted) and training (separate)."""
-        if not self.method.needs_reference_loss:
-            return
-        d = self.data
-        self.ledger.add(
-            "reference", flops=d.reference_forward_flops, seconds=d.reference_forward_seconds
-        )
-        self.ledger.add(
-            "reference_train", flops=d.reference_train_flops, seconds=d.reference_train_seconds
+    def lr_factor(self) -> float:
+        c = self.config
+        return schedules.lr_factor(
+            self.step, c.steps, schedule=c.schedule, warmup_steps=c.warmup_steps
         )
 
     def train_step(self) -> Tensor:
-        """One selection + update step; returns the selected example ids."""
-        b, big_b, d, m = self.config.batch_size, self.super_batch, self.data, self.method
-        with self.ledger.track("score", (big_b, m.learner_scores)):
-            positions = self.stream.next()
-            learner_loss = self._fresh_learner_loss(positions) if m.scores_fresh else None
-        weights = None
-        if big_b > b:
-            with self.ledger.track("select", (big_b,)):
-                positions, weights = self._select(positions, learner_loss)
-        x, y = self._gather(positions)
-        with self.ledger.track("train", (b,)):
-            losses = per_example_loss(self.model(x), y, validate=False)
-            loss = (losses * weights).mean() if weights is not None else losses.mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        if self.memory is not None:
-            with self.ledger.track("select", ("remember", b)):
-                self.memory.update(positions, losses, validate=False)
-        self.last_loss = loss.detach()
-        if d.is_corrupted is not None:
-            self.corrupted_selected += d.is_corrupted.index_select(0, positions).sum()
+        """One (selection +) update step; returns the trained example ids."""
+        c, m = self.config, self.method
+        scoring = m.selects and m.policy.should_score(self.step)
+        size = self.super_batch if scoring else c.batch_size
+        with self.ledger.track("score", ("super-batch", size, scoring and m.needs_forward)):
+            positions = self.source.next(size)
+            ids = self._ids(positions)
+            x = y = batch = None
+            if scoring:
+                if m.needs_forward:
+                    x, y = self._gather(positions)
+                batch = forward_for_scoring(
+                    self.model, x, y, ids, needs=m.scorer.needs, loss_fn=self.loss_fn
+                )
+        weights, stats = None, {}
+        if scoring:
+            with self.ledger.track("select", ("select", size)):
+                keep, weights, stats = self._select(batch)
+                positions, ids = positions.index_select(0, keep), ids.index_select(0, keep)
+                if x is not None:
+                    x, y = x.index_select(0, keep), y.index_select(0, keep)
+        if x is None:
+            x, y = self._gather(positions)
+        losses, loss = self._update(x, y, weights)
+        if m.selects and m.scorer.remembers:
+            with self.ledger.track("remember", ("remember", c.batch_size)):
+                m.scorer.observe(ids, losses.detach())
+        self.recorder.after_step(loss.detach(), positions, stats)
         self.step += 1
-        return d.ids.index_select(0, positions)
+        return ids
 
-    def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def _ids(self, positions: Tensor) -> Tensor:
+        return positions if self.ids_are_positions else self.data.ids.index_select(0, positions)
+
+    def _gather(self, positions: Tensor) -> tuple[Any, Tensor]:
         """Inputs and labels at pool ``positions`` (index_select: cheaper than ``t[idx]``)."""
         d = self.data
         return d.inputs.index_select(0, positions), d.labels.index_select(0, positions)
 
-    def _fresh_learner_loss(self, positions: Tensor) -> Tensor:
-        """The learner's loss on the whole super-batch (no grad): the "score" phase's forward."""
-        x, y = self._gather(positions)
-        with torch.no_grad():
-            return per_example_loss(self.model(x), y, validate=False)
+    def _select(self, batch) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        m = self.method
+        scores = m.scorer(batch)
+        if self.config.check_values:
+            _check_step_values(scores, "scores", self.step)
+        selection = m.selector.select(scores, self.config.batch_size)
+        stats = {**selection.stats, **selection.score_stats(scores)}
+        return selection.indices, selection.weights, stats
 
-    def _select(
-        self, positions: Tensor, learner_loss: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        """Score the super-batch and keep ``b`` of it: the selected positions and their weights."""
-        d, m = self.data, self.method
-        if self.memory is not None:
-            learner_loss = self.memory.lookup(positions, validate=False)
-        reference_loss = None
-        if m.needs_reference_loss:
-            ids = positions if self.ids_are_positions else d.ids.index_select(0, positions)
-            reference_loss = d.reference_losses.lookup(ids, validate=False)
-        scores = m.score(learner_loss, reference_loss)
-        if scores is None:
-            scores = torch.zeros(positions.shape[0], device=self.device)
-        selection = m.select(scores, self.config.batch_size)
-        return positions.index_select(0, selection.indices), selection.weights
-
-    def check_finite_loss(self) -> None:
-        """Raise if the last training loss is NaN or inf (one host sync; run before saving state)."""
-        loss = float(self.last_loss)
-        if not math.isfinite(loss):
-            raise ValueError(
-                f"the training loss is {loss} at step {self.step}: the learner diverged; the last "
-                "checkpoint (if any) holds the state before it. Lower the learning rate."
-            )
+    def _update(self, x: Any, y: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
+        with self.ledger.track("train", ("train", self.config.batch_size)):
+            schedules.set_lr(self.optimizer, self.base_lrs, self.lr_factor())
+            losses = self.loss_fn(self.model(x), y)
+            loss = (losses * weights).mean() if weights is not None else losses.mean()
+            if self.config.check_values:
+                _check_step_values(losses, "training losses", self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return losses, loss
 
     def record(self) -> dict[str, Any]:
-        """Evaluate on the clean test set and append a metrics record."""
-        self.check_finite_loss()
-        d, c = self.data, self.config
-        with self.ledger.track("eval", ("eval",)):
-            acc, test_loss = evaluate(
-                self.model, d.test_inputs, d.test_labels, batch_size=c.eval_batch_size
-            )
-        totals = self.ledger.totals()
-        selected = self.step * c.batch_size
-        rec = {
+        return self.recorder.record(
+            self.model, step=self.step, lr=self.base_lrs[0] * self.lr_factor()
+        )
+
+    def state_dict(self, identity: dict[str, Any]) -> dict[str, Any]:
+        return {
             "step": self.step,
-            "examples_trained": selected,
-            "test_acc": acc,
-            "test_loss": test_loss,
-            "train_loss": float(self.last_loss),
-            "flops": sum(totals[p]["flops"] for p in COUNTED_PHASES),
-            "seconds": sum(totals[p]["seconds"] for p in COUNTED_PHASES),
-            "flops_by_phase": {p: totals[p]["flops"] for p in totals},
-            "seconds_by_phase": {p: totals[p]["seconds"] for p in totals},
-            "mislabeled_selected": (
-                float(self.corrupted_selected) / selected
-                if d.is_corrupted is not None and selected
-                else None
-            ),
+            "identity": identity,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "source": self.source.state_dict(),
+            "recorder": self.recorder.state_dict(),
+            "rng": _global_rng_state(),
         }
-        self.records.append(rec)
-        return rec
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.source.load_state_dict(state["source"])
+        self.recorder.load_state_dict(state["recorder"])
+        _set_global_rng_state(state["rng"])
+        self.step = int(state["step"])
 
 
-def _write_records(
-    path: Path | None, records: list[dict[str, Any]], method: str, seed: int
-) -> None:
-    if path is None:
-        return
-    with open(path, "w") as f:
-        for r in records:
-            f.write(json.dumps({"method": method, "seed": seed, **r}) + "\n")
+def _check_step_values(values: Tensor, what: str, step: int) -> None:
+    """``check_values`` mode: raise at once, naming the step, on a NaN or inf (host sync)."""
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(
+            f"step {step + 1}: the {what} hold NaN or inf; the learner has diverged or the data "
+            "holds non-finite values"
+        )
+
+
+def _global_rng_state() -> dict[str, Any]:
+    """The global CPU (and, if initialised, CUDA) RNG states: dropout and the like draw from them."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _identity(model, method, data: TrainData, config: TrainConfig, extra) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: options, data, model shapes, method."""
+    options = {k: v for k, v in asdict(config).items() if k not in _NOT_IDENTITY}
+    if config.schedule == "constant":  # a constant-LR run may be extended with more steps
+        options.pop("steps")
+    return {
+        "method": method.name,
+        "train": options,
+        "data": dataset_fingerprint(data.labels.cpu(), data.inputs.cpu()),
+        "model": {k: list(v.shape) for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
+
+
+def _resume(loop: _Loop, path: Path, identity: dict[str, Any]) -> int:
+    state = load_checkpoint(path)
+    check_identity(state.get("identity"), identity, path)
+    if int(state["step"]) > loop.config.steps:
+        raise CheckpointError(
+            f"{path} is at step {state['step']}, past steps={loop.config.steps}; give at least "
+            f"{state['step']} steps to continue it, or use another output folder"
+        )
+    loop.load_state_dict(state)
+    print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
+    return loop.step
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    if param is None:
+        raise ValueError("the model has no parameters to train")
+    return param.device
+
+
+def default_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused where the parameters' device supports it (no host sync, one kernel per step).
+
+    The unfused implementations read each parameter's step counter with ``.item()``: on a GPU that
+    counter lives on the CPU, so it costs no sync there, but the fused kernel is faster anyway.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _check_cached_ids(method: SelectionMethod, data: TrainData) -> None:
+    """Every pool id must have its cached values (reference losses, ...): checked once, here."""
+    if method.scorer is not None:
+        method.scorer.check_ids(data.ids)
 
 
 def train(
     model: nn.Module,
-    method: OnlineMethod,
+    method: SelectionMethod,
     data: TrainData,
     config: TrainConfig,
     *,
+    loss_fn: LossFn = per_example_loss,
+    optimizer: torch.optim.Optimizer | None = None,
+    source: BatchSource | None = None,
+    evaluator: Evaluator | None = None,
+    reference_cost: ReferenceCost | None = None,
+    tags: dict[str, Any] | None = None,
+    identity: dict[str, Any] | None = None,
     metrics_path: str | Path | None = None,
     checkpoint_path: str | Path | None = None,
     on_step: Callable[[int, Tensor], None] | None = None,
@@ -379,58 +374,116 @@ def train(
     Parameters
     ----------
     model:
-        The learner; its device is where all per-step work happens.
+        The learner; its device is where all per-step work happens (the data is moved there).
     method:
-        Score rule and selector (:func:`siftdata.online.build_method`).
+        Scorer, selector and policy (:func:`siftdata.online.build_method`, or built by hand).
     data:
-        Pool, test set and (for reference-based methods) the cached reference losses.
+        The pool and the test set.
     config:
-        Steps, batch sizes, optimizer and evaluation settings.
+        Steps, batch sizes, optimizer, schedule, evaluation and checkpoint settings.
+    loss_fn:
+        Per-example training loss ``loss_fn(outputs, labels) -> (b,)``.
+    optimizer:
+        Defaults to :func:`default_optimizer` (AdamW with ``config.lr`` and
+        ``config.weight_decay``); its learning rate follows ``config.schedule``.
+    source:
+        Where pool positions come from (default: a :class:`~siftdata.sources.SuperBatchStream`).
+    evaluator:
+        Defaults to test accuracy and loss on ``data.test_inputs``.
+    reference_cost:
+        One-off costs of the reference whose cached losses the method uses.
+    tags:
+        Fields added to every record (the method name and seed are always added).
+    identity:
+        Extra fields a checkpoint must match to be resumed (e.g. a scenario's data options).
     metrics_path:
-        Where to write one JSON record per evaluation (rewritten in full after each evaluation, so a
-        resumed run never duplicates records).
+        Where to write one JSON record per evaluation (rewritten in full after each one).
     checkpoint_path:
-        File to save to every ``config.checkpoint_every`` steps; if it exists the run resumes from it
-        and makes exactly the selections an uninterrupted run would have made.
+        File to save to every ``config.checkpoint_every`` steps; if it exists the run resumes from
+        it (after checking it belongs to this run) and makes exactly the selections an
+        uninterrupted run would have made.
     on_step:
-        Called as ``on_step(step, selected_ids)`` after every update (logging, tests).
+        Called as ``on_step(step, trained_ids)`` after every update (logging, tests).
     """
-    if method.needs_reference_loss and data.reference_losses is None:
-        raise ValueError(
-            f"method {method.name!r} needs data.reference_losses (a reference-loss cache)"
-        )
-    if (
-        method.needs_reference_loss
-    ):  # every pool id must be in the cache; checked once, not per step
-        data.reference_losses.lookup(data.ids)
-    run = _Run(model, method, config, data)
+    device = _device_of(model)
+    data = data.to(device)
+    _check_cached_ids(method, data)
+    ledger = ComputeLedger(device=device)
+    evaluator = evaluator or ClassificationEvaluator(
+        data.test_inputs, data.test_labels, batch_size=config.eval_batch_size
+    )
+    parts = {
+        "optimizer": optimizer or default_optimizer(model, config),
+        "source": source
+        or SuperBatchStream(
+            len(data),
+            seed=derive_seed(config.seed, "super-batch-order"),
+            device=device,
+            max_size=config.super_batch_size(method),
+        ),
+        "loss_fn": loss_fn,
+        "ledger": ledger,
+        "recorder": Recorder(
+            ledger=ledger,
+            evaluator=evaluator,
+            device=device,
+            batch_size=config.batch_size,
+            is_corrupted=data.is_corrupted,
+            tags={"method": method.name, "seed": config.seed, **(tags or {})},
+        ),
+    }
+    loop = _Loop(model, method, data, config, parts)
+    run_id = _identity(model, method, data, config, identity)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    metrics = Path(metrics_path) if metrics_path is not None else None
+    if ckpt is None:
+        return _run(loop, None, run_id, metrics_path, on_step, reference_cost)
+    with run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"):
+        return _run(loop, ckpt, run_id, metrics_path, on_step, reference_cost)
+
+
+def _start(loop: _Loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
+    """Resume from the checkpoint, or charge the reference and record step 0."""
     if ckpt is not None and ckpt.exists():
-        run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False))
-    else:
-        run.charge_reference()
-        run.record()
+        return _resume(loop, ckpt, run_id)
+    if reference_cost is not None:
+        loop.ledger.add(
+            "reference", flops=reference_cost.forward_flops, seconds=reference_cost.forward_seconds
+        )
+        loop.ledger.add(
+            "reference_train",
+            flops=reference_cost.train_flops,
+            seconds=reference_cost.train_seconds,
+        )
+    loop.record()
+    return None
+
+
+def _run(loop: _Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> TrainResult:
+    config, model = loop.config, loop.model
+    resumed_from = _start(loop, ckpt, run_id, reference_cost)
     model.train()
     bar = tqdm(
         total=config.steps,
-        initial=run.step,
+        initial=loop.step,
         disable=not config.progress,
-        desc=method.name,
+        desc=loop.method.name,
         leave=False,
     )
-    while run.step < config.steps:
-        ids = run.train_step()
+    while loop.step < config.steps:
+        ids = loop.train_step()
         bar.update(1)
         if on_step is not None:
-            on_step(run.step, ids)
-        if run.step % config.eval_every == 0 or run.step == config.steps:
-            rec = run.record()
-            bar.set_postfix(acc=f"{rec['test_acc']:.4f}")
-            _write_records(metrics, run.records, method.name, config.seed)
-        if ckpt is not None and config.checkpoint_every and run.step % config.checkpoint_every == 0:
-            run.check_finite_loss()  # never overwrite a good checkpoint with a diverged state
-            _save_checkpoint(ckpt, run.state_dict())
+            on_step(loop.step, ids)
+        if loop.step % config.eval_every == 0 or loop.step == config.steps:
+            bar.set_postfix(acc=f"{loop.record()['test_acc']:.4f}")
+            write_records(metrics_path, loop.recorder.records)
+        if (
+            ckpt is not None
+            and config.checkpoint_every
+            and loop.step % config.checkpoint_every == 0
+        ):
+            loop.recorder.check_finite()  # never overwrite a good checkpoint with a diverged state
+            save_checkpoint(ckpt, loop.state_dict(run_id))
     bar.close()
-    _write_records(metrics, run.records, method.name, config.seed)
-    return TrainResult(records=run.records, ledger=run.ledger.totals(), steps=run.step)
+    write_records(metrics_path, loop.recorder.records)
+    return TrainResult(loop.recorder.records, loop.ledger.totals(), loop.step, resumed_from)

@@ -1,5 +1,6 @@
-"""Benchmark scenarios (shared/BENCHMARKS.md) and their report."""
+"""Benchmark scenarios (shared/BENCHMARKS.md), their statistics, the budget sweep and the report."""
 
+from .budget import compute_multiplier, summarize_budget_sweep
 from .summary import TARGET_RULE, summarize
 
-__all__ = ["TARGET_RULE", "summarize"]
+__all__ = ["TARGET_RULE", "summarize", "compute_multiplier", "summarize_budget_sweep"]

@@ -1,4 +1,4 @@
-"""Pieces shared by benchmark scenarios: seeded model construction and FLOPs per example."""
+"""Pieces shared by benchmark scenarios: devices, seeded model construction, FLOPs per example."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ from torch import nn
 from ..ledger import count_flops
 from ..models import build_model
 
-__all__ = ["seeded_model", "forward_flops_per_example"]
+__all__ = ["DEVICES", "resolve_device", "seeded_model", "forward_flops_per_example"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU; use cpu or auto")
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {name!r}")
+    return torch.device(name)
 
 
 def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> nn.Module:

@@ -1,29 +1,26 @@
-"""Scenario ``noisy-fmnist`` (shared/BENCHMARKS.md §1): online selection on Fashion-MNIST with label noise.
+"""Scenario ``noisy-fmnist`` (shared/BENCHMARKS.md §1): the data and the reference model.
 
 The 60k training images are split into a 50k pool and a 10k holdout (fixed seed); symmetric label
 noise at rate ``noise`` is injected into the pool. The reference ("irreducible loss") model is trained
 on the holdout — clean (JEST's curated reference), noisy (RHO-LOSS's setting), or not at all in
 ``two-halves`` mode, where two references trained on halves of the pool score each other's half.
-Every method runs side by side with uniform in the same process; test accuracy is on the clean 10k
-test set.
+Its loss on every pool example is cached in the run folder by example id, fingerprint-checked and
+reused only when every reference option matches. Test accuracy is on the clean 10k test set.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from .._config import check_choice, check_float_field, check_int_field, option
 from .._seeding import derive_seed
-from .._validation import check_fraction, check_positive
 from ..data import load_fashion_mnist, pool_holdout_split, symmetric_noise, to_float_images
 from ..ledger import ComputeLedger
-from ..online import build_method
+from ..models import MODEL_NAMES
 from ..reference import (
     compute_losses,
     load_reference_losses,
@@ -31,91 +28,110 @@ from ..reference import (
     train_reference_model,
     two_halves_losses,
 )
-from ..store import dataset_fingerprint
-from ..train import TrainConfig, TrainData, train
-from .common import forward_flops_per_example, seeded_model
-from .summary import summarize
+from ..store import ScoreTable, dataset_fingerprint
+from ..train import ReferenceCost, TrainData
+from .common import DEVICES, forward_flops_per_example, resolve_device, seeded_model
 
-__all__ = ["NoisyFmnistConfig", "REFERENCE_MODES", "run_noisy_fmnist", "train_single"]
+__all__ = [
+    "NoisyFmnistConfig",
+    "REFERENCE_MODES",
+    "NOISY_T",
+    "TRAIN_IMAGES",
+    "prepare_data",
+    "Reference",
+    "reference_for",
+]
 
 REFERENCE_MODES = ("clean-holdout", "noisy-holdout", "two-halves")
 NOISY_T = 1 / 3
 """Default reference temperature for references trained on noisy labels (see docs/benchmarks.md)."""
+TRAIN_IMAGES = 60_000
+NUM_CLASSES = 10
 
 
 @dataclass
 class NoisyFmnistConfig:
-    """Options of the noisy-fmnist scenario (every field has the CLI default)."""
+    """The scenario's data, reference and device options (the CLI's options of the same names)."""
 
-    methods: tuple[str, ...] = ("uniform", "learnability")
-    """Methods to compare; uniform is always added."""
-    noise: float = 0.4
-    """Symmetric label-noise rate in the pool."""
-    model: str = "mlp"
-    """Learner (and reference) architecture: mlp or cnn."""
-    steps: int = 3000
-    """Learner update steps per run."""
-    seeds: int = 1
-    """Number of seeds; run s derives its data order, model init and selector seeds from seed + s."""
-    seed: int = 0
-    """Base seed; the pool/holdout split and the noise use it too."""
-    super_batch_factor: float = 10.0
-    """B / b."""
-    batch_size: int = 64
-    """b."""
-    reference: str = "clean-holdout"
-    """clean-holdout, noisy-holdout or two-halves."""
-    holdout_size: int = 10_000
-    """Examples held out of the 60k for the reference."""
-    reference_val_size: int = 1_000
-    """Slice of the holdout used for the reference's early stopping."""
-    eval_every: int = 100
-    """Evaluation interval in steps."""
-    reference_epochs: int = 30
-    """Upper bound on reference training epochs (early stopping usually ends it sooner)."""
-    temperature_scale: float = 0.5
-    """τ / std(scores) of sampled learnability."""
-    learner_loss_cap: float | None = math.log(10)
-    """Learnability clips the learner loss at ``log C`` (see ``siftdata.scores.learnability``)."""
-    reference_temperature: float | None = None
-    """Reference losses are those of logits / T; ``None`` means 1 for the clean holdout and 1/3
-    for the references trained on noisy labels (noisy-holdout, two-halves), which are calibrated
-    to the noise and so far less confident than a clean reference."""
-    progress: bool = True
+    noise: float = option(0.4, "symmetric label-noise rate in the pool")
+    model: str = option("mlp", "learner and reference architecture", choices=MODEL_NAMES)
+    reference: str = option(
+        "clean-holdout", "how the reference model is trained", choices=REFERENCE_MODES
+    )
+    holdout_size: int = option(10_000, "training images held out of the pool for the reference")
+    reference_val_size: int = option(
+        1_000, "holdout images used for the reference's early stopping"
+    )
+    reference_epochs: int = option(
+        30, "most epochs of reference training (early stopping usually ends it sooner)"
+    )
+    reference_temperature: float | None = option(
+        None,
+        "reference losses from logits / T; default 1 for clean-holdout, 1/3 for the references "
+        "trained on noisy labels",
+    )
+    device: str = option(
+        "auto", "where to train: cpu, cuda, or auto (cuda if present)", choices=DEVICES
+    )
 
     def __post_init__(self) -> None:
-        check_fraction(self.noise, "noise", high_open=True)
-        for name in self.methods:
-            build_method(name)  # a clear ValueError for an unknown name
-        if "uniform" not in self.methods:
-            self.methods = ("uniform", *self.methods)
-        if self.reference not in REFERENCE_MODES:
-            raise ValueError(f"reference must be one of {REFERENCE_MODES}, got {self.reference!r}")
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if not 0 < self.reference_val_size < self.holdout_size < 60_000:
-            raise ValueError("need 0 < reference_val_size < holdout_size < 60000")
-        if self.learner_loss_cap is not None:
-            check_positive(self.learner_loss_cap, "learner_loss_cap")
-        if self.reference_temperature is None:
-            self.reference_temperature = 1.0 if self.reference == "clean-holdout" else NOISY_T
-        check_positive(self.reference_temperature, "reference_temperature")
+        check_float_field(self.noise, "noise", low=0.0, high=0.99)
+        check_choice(self.model, "model", MODEL_NAMES)
+        check_choice(self.reference, "reference", REFERENCE_MODES)
+        check_int_field(self.holdout_size, "holdout_size", low=2, high=TRAIN_IMAGES - 1)
+        check_int_field(
+            self.reference_val_size, "reference_val_size", low=1, high=self.holdout_size - 1
+        )
+        check_int_field(self.reference_epochs, "reference_epochs", low=1)
+        if self.reference_temperature is not None:
+            check_float_field(
+                self.reference_temperature, "reference_temperature", low=0.0, low_open=True
+            )
+        check_choice(self.device, "device", DEVICES)
+        resolve_device(self.device)  # "cuda" without a GPU fails here, before any data is loaded
+
+    @property
+    def pool_size(self) -> int:
+        return TRAIN_IMAGES - self.holdout_size
+
+    def temperature(self) -> float:
+        """The reference temperature, with the mode's default filled in."""
+        if self.reference_temperature is not None:
+            return float(self.reference_temperature)
+        return 1.0 if self.reference == "clean-holdout" else NOISY_T
+
+    def reference_options(self, seed: int) -> dict:
+        """Everything the cached reference losses depend on (a cache is reused only if all match)."""
+        return {
+            "mode": self.reference,
+            "model": self.model,
+            "temperature": self.temperature(),
+            "epochs": self.reference_epochs,
+            "holdout_size": self.holdout_size,
+            "reference_val_size": self.reference_val_size,
+            "noise": self.noise,
+            "seed": seed,
+        }
 
 
-def _prepare_data(cfg: NoisyFmnistConfig) -> dict:
+def prepare_data(cfg: NoisyFmnistConfig, seed: int) -> dict:
+    """Pool (noisy), holdout and clean test set, as CPU tensors; ``seed`` fixes split and noise."""
     images, labels = load_fashion_mnist("train")
     test_images, test_labels = load_fashion_mnist("test")
     x, x_test = to_float_images(images), to_float_images(test_images)
     pool_idx, holdout_idx = pool_holdout_split(
-        x.shape[0], holdout_size=cfg.holdout_size, seed=derive_seed(cfg.seed, "pool-holdout-split")
+        x.shape[0], holdout_size=cfg.holdout_size, seed=derive_seed(seed, "pool-holdout-split")
     )
     noisy = symmetric_noise(
-        labels[pool_idx], cfg.noise, num_classes=10, seed=derive_seed(cfg.seed, "pool-noise")
+        labels[pool_idx], cfg.noise, num_classes=NUM_CLASSES, seed=derive_seed(seed, "pool-noise")
     )
     holdout_labels = labels[holdout_idx]
     if cfg.reference == "noisy-holdout":
         holdout_labels = symmetric_noise(
-            holdout_labels, cfg.noise, num_classes=10, seed=derive_seed(cfg.seed, "holdout-noise")
+            holdout_labels,
+            cfg.noise,
+            num_classes=NUM_CLASSES,
+            seed=derive_seed(seed, "holdout-noise"),
         ).labels
     return {
         "pool_x": x[pool_idx],
@@ -128,194 +144,108 @@ def _prepare_data(cfg: NoisyFmnistConfig) -> dict:
     }
 
 
-def _train_reference(cfg: NoisyFmnistConfig, d: dict) -> tuple[torch.Tensor, dict]:
-    """Train the reference in the configured mode; its pool losses and what it cost."""
-    ledger = ComputeLedger()
-    if cfg.reference == "two-halves":
-        losses = two_halves_losses(
-            lambda: seeded_model(cfg.model, seed=derive_seed(cfg.seed, "reference-init")),
-            d["pool_x"],
-            d["pool_y"],
-            seed=derive_seed(cfg.seed, "reference-train"),
-            epochs=cfg.reference_epochs,
-            temperature=cfg.reference_temperature,
-            ledger=ledger,
-            progress=cfg.progress,
-        )
-        info: dict = {"mode": cfg.reference}
-    else:
-        v = cfg.reference_val_size
-        result = train_reference_model(
-            seeded_model(cfg.model, seed=derive_seed(cfg.seed, "reference-init")),
-            d["holdout_x"][v:],
-            d["holdout_y"][v:],
-            val_inputs=d["holdout_x"][:v],
-            val_labels=d["holdout_y"][:v],
-            seed=derive_seed(cfg.seed, "reference-train"),
-            epochs=cfg.reference_epochs,
-            ledger=ledger,
-            progress=cfg.progress,
-        )
-        losses = compute_losses(
-            result.model, d["pool_x"], d["pool_y"], temperature=cfg.reference_temperature
-        )
-        info = {
-            "mode": cfg.reference,
-            "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss,
-        }
-    totals = ledger.totals()["reference_train"]
-    info.update(
-        model=cfg.model,
-        temperature=cfg.reference_temperature,
-        train_flops=int(totals["flops"]),
-        train_seconds=float(totals["seconds"]),
-    )
-    return losses, info
-
-
-def _reference_losses(cfg: NoisyFmnistConfig, d: dict, out: Path) -> dict:
-    """The reference-loss cache in ``out/reference_cache``: reused when present (fingerprint-checked),
-    else trained, saved and read back; with its costs."""
-    cache = out / "reference_cache"
-    fingerprint = dataset_fingerprint(d["pool_y"], d["pool_x"])
-    if not (cache / "manifest.json").exists():
-        losses, info = _train_reference(cfg, d)
-        ids = torch.arange(d["pool_x"].shape[0])
-        save_reference_losses(cache, ids, losses, fingerprint=fingerprint, meta=info)
-    table = load_reference_losses(cache, fingerprint=fingerprint)
-    info = table.manifest.get("meta") or {}
-    built = (info.get("mode"), info.get("model"), info.get("temperature"))
-    wanted = (cfg.reference, cfg.model, cfg.reference_temperature)
-    if built != wanted:
-        raise ValueError(
-            f"{cache} holds a reference for (mode, model, temperature) = {built}, not {wanted}; "
-            "use another --out or delete the cache"
-        )
-    probe = seeded_model(cfg.model, seed=0)
-    fwd = forward_flops_per_example(probe, d["pool_x"][0]) * d["pool_x"].shape[0]
-    start = time.perf_counter()
-    compute_losses(
-        probe, d["pool_x"], d["pool_y"]
-    )  # the cache's forward pass, timed alike in every mode
-    return {
-        "table": table,
-        "forward_flops": int(fwd),
-        "forward_seconds": time.perf_counter() - start,
-        "train_flops": int(info.get("train_flops", 0)),
-        "train_seconds": float(info.get("train_seconds", 0.0)),
-        "info": info,
-    }
-
-
-def _mislabeled_share_by_reference(losses: torch.Tensor, is_corrupted: torch.Tensor) -> dict:
-    """How well the reference separates corrupted labels: mean loss on each group."""
-    return {
-        "reference_loss_corrupted": float(losses[is_corrupted].mean())
-        if is_corrupted.any()
-        else None,
-        "reference_loss_clean": float(losses[~is_corrupted].mean()),
-    }
-
-
-def run_noisy_fmnist(cfg: NoisyFmnistConfig, out: str | Path) -> dict:
-    """Run the scenario, write ``out/{config.json, metrics.jsonl, summary.json}``, return the summary."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps({"scenario": "noisy-fmnist", **asdict(cfg)}, indent=2)
-    )
-    d = _prepare_data(cfg)
-    needs_reference = any(build_method(m).needs_reference_loss for m in cfg.methods)
-    ref = _reference_losses(cfg, d, out) if needs_reference else None
-    records = []
-    runs = [(s, m) for s in range(cfg.seeds) for m in cfg.methods]
-    for s, name in tqdm(runs, desc="runs", disable=not cfg.progress):
-        records += _run_one(cfg, d, ref, name, cfg.seed + s)
-    with open(out / "metrics.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    summary = summarize(records, methods=list(cfg.methods))
-    summary["scenario"] = "noisy-fmnist"
-    summary["config"] = asdict(cfg)
-    if ref is not None:
-        summary["reference"] = {
-            **ref["info"],
-            "train_flops": ref["train_flops"],
-            "train_seconds": ref["train_seconds"],
-            "forward_flops": ref["forward_flops"],
-            **_mislabeled_share_by_reference(ref["table"].scores, d["is_corrupted"]),
-        }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def _train_inputs(
-    cfg: NoisyFmnistConfig, d: dict, ref: dict | None, seed: int
-) -> tuple[TrainData, TrainConfig]:
-    data = TrainData(
+def train_data(d: dict) -> TrainData:
+    """The pool and test set as :class:`TrainData` (ids are pool positions)."""
+    return TrainData(
         inputs=d["pool_x"],
         labels=d["pool_y"],
         test_inputs=d["test_x"],
         test_labels=d["test_y"],
         is_corrupted=d["is_corrupted"],
-        reference_losses=ref["table"] if ref else None,
-        reference_forward_flops=ref["forward_flops"] if ref else 0,
-        reference_forward_seconds=ref["forward_seconds"] if ref else 0.0,
-        reference_train_flops=ref["train_flops"] if ref else 0,
-        reference_train_seconds=ref["train_seconds"] if ref else 0.0,
     )
-    config = TrainConfig(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        super_batch_factor=cfg.super_batch_factor,
-        eval_every=cfg.eval_every,
-        seed=seed,
-        progress=cfg.progress,
-    )
-    return data, config
 
 
-def _learner(cfg: NoisyFmnistConfig, name: str, seed: int):
-    """The method (its selector seeded for this run) and a freshly initialised learner."""
-    method = build_method(
-        name,
-        seed=derive_seed(seed, "selector"),
-        temperature_scale=cfg.temperature_scale,
-        learner_loss_cap=cfg.learner_loss_cap,
-    )
-    return method, seeded_model(cfg.model, seed=derive_seed(seed, "learner-init"))
+def _train_reference(
+    cfg: NoisyFmnistConfig, d: dict, seed: int, progress: bool
+) -> tuple[torch.Tensor, dict]:
+    """Train the reference in the configured mode; its pool losses and what training cost."""
+    device = resolve_device(cfg.device)
+    ledger = ComputeLedger(device=device)
+    init = derive_seed(seed, "reference-init")
+    if cfg.reference == "two-halves":
+        losses = two_halves_losses(
+            lambda: seeded_model(cfg.model, seed=init, device=device),
+            d["pool_x"],
+            d["pool_y"],
+            seed=derive_seed(seed, "reference-train"),
+            epochs=cfg.reference_epochs,
+            temperature=cfg.temperature(),
+            ledger=ledger,
+            progress=progress,
+        )
+        info: dict = {}
+    else:
+        v = cfg.reference_val_size
+        result = train_reference_model(
+            seeded_model(cfg.model, seed=init, device=device),
+            d["holdout_x"][v:],
+            d["holdout_y"][v:],
+            val_inputs=d["holdout_x"][:v],
+            val_labels=d["holdout_y"][:v],
+            seed=derive_seed(seed, "reference-train"),
+            epochs=cfg.reference_epochs,
+            ledger=ledger,
+            progress=progress,
+        )
+        losses = compute_losses(
+            result.model, d["pool_x"], d["pool_y"], temperature=cfg.temperature()
+        )
+        info = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss}
+    totals = ledger.totals()["reference_train"]
+    info.update(train_flops=int(totals["flops"]), train_seconds=float(totals["seconds"]))
+    return losses, info
 
 
-def _run_one(cfg: NoisyFmnistConfig, d: dict, ref: dict | None, name: str, seed: int) -> list[dict]:
-    method, model = _learner(cfg, name, seed)
-    data, config = _train_inputs(cfg, d, ref, seed)
-    result = train(model, method, data, config)
-    return [{"method": name, "seed": seed, **r} for r in result.records]
+@dataclass
+class Reference:
+    """The cached reference losses of a run folder and what producing them cost."""
+
+    table: ScoreTable
+    cost: ReferenceCost
+    info: dict
 
 
-def train_single(
-    cfg: NoisyFmnistConfig, out: str | Path, *, checkpoint_every: int = 500
-) -> list[dict]:
-    """One method (the last of ``cfg.methods``), one seed, resumable from ``out/checkpoint.pt``.
+def _load_or_train(
+    cfg: NoisyFmnistConfig, d: dict, out: Path, seed: int, progress: bool
+) -> ScoreTable:
+    cache = out / "reference_cache"
+    fingerprint = dataset_fingerprint(d["pool_y"], d["pool_x"])
+    wanted = cfg.reference_options(seed)
+    if not (cache / "manifest.json").exists():
+        losses, info = _train_reference(cfg, d, seed, progress)
+        ids = torch.arange(d["pool_x"].shape[0])
+        save_reference_losses(cache, ids, losses, fingerprint=fingerprint, meta={**wanted, **info})
+    table = load_reference_losses(cache, fingerprint=fingerprint)
+    built = table.manifest.get("meta") or {}
+    diffs = [
+        f"{k}: {built.get(k)!r} cached, {v!r} now" for k, v in wanted.items() if built.get(k) != v
+    ]
+    if diffs:
+        raise ValueError(
+            f"{cache} holds a reference built with other options ({'; '.join(diffs)}); use "
+            "another --out or delete the cache"
+        )
+    return table
 
-    Re-running the same command after an interruption continues where it stopped; the reference
-    cache in ``out`` is reused.
+
+def reference_for(
+    cfg: NoisyFmnistConfig, d: dict, out: Path, *, seed: int, progress: bool
+) -> Reference:
+    """The reference-loss cache in ``out/reference_cache`` (trained if absent) and its costs.
+
+    The cache fill is charged at the FLOPs and seconds of one learner-sized forward over the pool,
+    measured here the same way in every mode.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = cfg.methods[-1]
-    d = _prepare_data(cfg)
-    method, model = _learner(cfg, name, cfg.seed)
-    ref = _reference_losses(cfg, d, out) if method.needs_reference_loss else None
-    data, config = _train_inputs(cfg, d, ref, cfg.seed)
-    config.checkpoint_every = checkpoint_every
-    result = train(
-        model,
-        method,
-        data,
-        config,
-        metrics_path=out / "metrics.jsonl",
-        checkpoint_path=out / "checkpoint.pt",
+    table = _load_or_train(cfg, d, out, seed, progress)
+    info = dict(table.manifest.get("meta") or {})
+    probe = seeded_model(cfg.model, seed=0, device=resolve_device(cfg.device))
+    fwd = forward_flops_per_example(probe, d["pool_x"][0].to(resolve_device(cfg.device)))
+    start = time.perf_counter()
+    compute_losses(probe, d["pool_x"], d["pool_y"])
+    cost = ReferenceCost(
+        forward_flops=int(fwd * d["pool_x"].shape[0]),
+        forward_seconds=time.perf_counter() - start,
+        train_flops=int(info.get("train_flops", 0)),
+        train_seconds=float(info.get("train_seconds", 0.0)),
     )
-    return result.records
+    return Reference(table=table, cost=cost, info=info)

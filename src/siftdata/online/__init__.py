@@ -1,36 +1,51 @@
-"""Selectors used inside a training step: score a super-batch, keep the best ``k``."""
+"""Selection inside a training step: selectors, scoring policies, the step function, named methods."""
 
-from .base import GeneratorOwner, Selection, Selector
+from ..loss_memory import LossMemory
+from .base import GeneratorOwner, JointSelector, PairwiseScores, Selection, Selector
 from .greedy import TopKSelector, UniformSelector
-from .loss_memory import LossMemory
 from .methods import (
     DEFAULT_LEARNABILITY,
-    LEARNER_SCORES,
+    LOG_NUM_CLASSES,
     METHOD_NAMES,
     STALE_SUFFIX,
-    OnlineMethod,
-    ScoreRule,
+    MethodSpec,
+    SelectionConfig,
+    SelectionMethod,
     build_method,
+    parse_method,
 )
+from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
 from .sampled import SoftmaxSampler
 from .selective_backprop import SelectiveBackpropSelector
+from .step import LossFn, forward_for_scoring, scoring_mode, select_batch
 
 __all__ = [
     "Selection",
     "Selector",
+    "JointSelector",
+    "PairwiseScores",
     "GeneratorOwner",
     "TopKSelector",
     "UniformSelector",
     "SoftmaxSampler",
     "SelectiveBackpropSelector",
     "RankSelector",
-    "ScoreRule",
-    "OnlineMethod",
+    "ScoringPolicy",
+    "AlwaysScore",
+    "ScoreAfter",
+    "LossFn",
+    "scoring_mode",
+    "forward_for_scoring",
+    "select_batch",
+    "MethodSpec",
+    "SelectionConfig",
+    "SelectionMethod",
     "METHOD_NAMES",
     "DEFAULT_LEARNABILITY",
-    "LEARNER_SCORES",
     "STALE_SUFFIX",
+    "LOG_NUM_CLASSES",
     "LossMemory",
     "build_method",
+    "parse_method",
 ]

@@ -1,14 +1,18 @@
-"""The online-selection interface: a :class:`Selector` turns per-example scores into a :class:`Selection`."""
+"""The selection interface: a :class:`Selector` (or a :class:`JointSelector`) turns scores into a
+:class:`Selection`; selectors own explicit random generators, saved in their ``state_dict``."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-__all__ = ["Selection", "Selector", "GeneratorOwner"]
+from .._seeding import derive_seed
+
+__all__ = ["Selection", "Selector", "JointSelector", "PairwiseScores", "GeneratorOwner"]
 
 
 @dataclass(frozen=True)
@@ -19,13 +23,14 @@ class Selection:
     ----------
     indices:
         ``LongTensor (k,)`` positions in the super-batch (not example ids), on the scores' device.
+        They may repeat when a selector draws with replacement (importance sampling).
     weights:
         ``Tensor (k,)`` per-example loss weights, or ``None`` for plain averaging. Selectors that keep
-        the gradient unbiased (importance sampling) return weights whose expectation makes the
-        weighted mean loss equal the super-batch mean.
+        the gradient unbiased return weights whose expectation makes the weighted mean loss equal
+        the super-batch mean.
     stats:
-        Diagnostics the selector had for free, as 0-d tensors (never synced to the host here); e.g.
-        the temperature used. :meth:`score_stats` computes more on demand.
+        Diagnostics the selector had for free, as 0-d tensors (never synced to the host here); the
+        training loop averages them between evaluations into the metrics log.
     """
 
     indices: Tensor
@@ -42,13 +47,52 @@ class Selection:
 
 @runtime_checkable
 class Selector(Protocol):
-    """Chooses ``k`` of the ``N`` scored examples of a super-batch.
+    """Chooses ``k`` of the ``N`` scored examples of a super-batch from per-example scores.
 
     A selector never owns the model, optimizer or data; it owns only its random generator and
     whatever history it keeps, and saves both in :meth:`state_dict`.
     """
 
     def select(self, scores: Tensor, k: int) -> Selection: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class PairwiseScores(Protocol):
+    """A ``B × B`` score matrix ``S`` over a super-batch that need never be materialised.
+
+    For contrastive losses an example's value depends on the rest of the batch (JEST): ``S_ij`` is
+    the score of pairing example ``i`` with example ``j``, and the gain of adding ``i`` to a chosen
+    set ``A`` is ``S_ii + Σ_{k∈A} (S_ik + S_ki)``. Implementations may hold ``S`` densely or
+    compute blocks from embeddings on demand.
+    """
+
+    @property
+    def size(self) -> int:
+        """``B``, the number of candidates."""
+        ...
+
+    def diagonal(self) -> Tensor:
+        """``(B,)``: the independent score of each candidate, ``S_ii``."""
+        ...
+
+    def rows(self, index: Tensor) -> Tensor:
+        """``(len(index), B)``: ``S[index, :]``."""
+        ...
+
+    def columns(self, index: Tensor) -> Tensor:
+        """``(B, len(index))``: ``S[:, index]``."""
+        ...
+
+
+@runtime_checkable
+class JointSelector(Protocol):
+    """Chooses ``k`` of ``B`` candidates jointly from :class:`PairwiseScores` (e.g. JEST)."""
+
+    def select(self, scores: PairwiseScores, k: int) -> Selection: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -64,18 +108,35 @@ class GeneratorOwner:
         Seed of the selector's own generator; global RNG state is never touched.
     device:
         Device the generator (and hence the random draws) lives on; use the scores' device.
+
+    Notes
+    -----
+    CPU and CUDA generators hold different kinds of state, so a state saved on one device type
+    cannot continue on another: :meth:`load_state_dict` then reseeds from ``(seed, device)`` and
+    warns that the draws will differ from an uninterrupted run.
     """
 
     def __init__(self, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
+        self.seed = int(seed)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(seed))
+        self.generator.manual_seed(self.seed)
 
     def __call__(self, scores: Tensor, k: int) -> Selection:
         return self.select(scores, k)  # type: ignore[attr-defined]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(), "device_type": self.device.type}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].to("cpu"))
+        saved = state.get("device_type", "cpu")
+        if saved == self.device.type:
+            self.generator.set_state(state["generator"].to("cpu"))
+            return
+        warnings.warn(
+            f"{type(self).__name__}: the saved random state is from a {saved} generator and this "
+            f"one is on {self.device.type}; continuing from a fresh seed, so the draws will "
+            "differ from an uninterrupted run",
+            stacklevel=2,
+        )
+        self.generator.manual_seed(derive_seed(self.seed, f"resumed-on-{self.device.type}"))

@@ -16,19 +16,18 @@ class TopKSelector:
 
     Parameters
     ----------
-    validate:
-        Check scores for shape and NaN/inf (one host sync per call); set ``False`` on a hot GPU path.
+    check_values:
+        Also check the scores for NaN/inf (one host sync per call).
     """
 
-    def __init__(self, *, validate: bool = True) -> None:
-        self.validate = validate
+    def __init__(self, *, check_values: bool = False) -> None:
+        self.check_values = check_values
 
     def __call__(self, scores: Tensor, k: int) -> Selection:
         return self.select(scores, k)
 
     def select(self, scores: Tensor, k: int) -> Selection:
-        indices = top_k(scores, k, validate=self.validate)
-        return Selection(indices=indices)
+        return Selection(indices=top_k(scores, k, check_values=self.check_values))
 
     def state_dict(self) -> dict:
         return {}
@@ -40,15 +39,15 @@ class TopKSelector:
 class UniformSelector(GeneratorOwner):
     """Keep ``k`` examples uniformly at random without replacement (the baseline); ignores the values."""
 
-    def __init__(self, *, seed: int = 0, device="cpu", validate: bool = True) -> None:
+    def __init__(self, *, seed: int = 0, device="cpu", check_values: bool = False) -> None:
         super().__init__(seed=seed, device=device)
-        self.validate = validate
+        self.check_values = check_values
 
     def select(self, scores: Tensor, k: int) -> Selection:
-        if self.validate:
-            check_vector(scores, "scores")
-            check_finite(scores, "scores")
+        check_vector(scores, "scores")
         check_k(k, scores.shape[0])
+        if self.check_values:
+            check_finite(scores, "scores")
         indices = uniform_without_replacement(
             scores.shape[0], k, generator=self.generator, device=scores.device
         )

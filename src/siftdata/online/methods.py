@@ -1,204 +1,281 @@
-"""Named online-selection methods: a score rule plus a selector, as used by the CLI and benchmarks."""
+"""Named online-selection methods: a scorer, a selector and a scoring policy, built from a name.
+
+``parse_method("learnability+stale")`` describes a method without any data (for validating options
+up front); :func:`build_method` assembles it from a reference table and the pool's ids. The pieces
+are the public :mod:`siftdata.scorers`, selectors and policies: a method the names do not cover is
+built by hand as ``SelectionMethod(name, scorer=..., selector=...)``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
-from .._validation import check_positive
-from ..scores import learnability
-from .base import Selection, Selector
-from .greedy import TopKSelector, UniformSelector
+from .._config import check_float_field, check_int_field, option
+from .._validation import check_int_range
+from ..loss_memory import LossMemory
+from ..scorers import (
+    Learnability,
+    LearnerLoss,
+    Negated,
+    ReferenceLoss,
+    RememberedLoss,
+    Scorer,
+    needs_forward,
+)
+from ..store import ScoreTable
+from .base import JointSelector, Selector
+from .greedy import TopKSelector
+from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
-from .sampled import SoftmaxSampler
+from .sampled import DEFAULT_TEMPERATURE_SCALE, SoftmaxSampler
 from .selective_backprop import SelectiveBackpropSelector
 
 __all__ = [
-    "ScoreRule",
-    "OnlineMethod",
     "METHOD_NAMES",
     "DEFAULT_LEARNABILITY",
-    "LEARNER_SCORES",
     "STALE_SUFFIX",
+    "LOG_NUM_CLASSES",
+    "MethodSpec",
+    "parse_method",
+    "SelectionConfig",
+    "SelectionMethod",
     "build_method",
 ]
-
-
-class ScoreRule(str, Enum):
-    """Which per-example score a method ranks by."""
-
-    NONE = "none"  # uniform: nothing is scored
-    LEARNER_LOSS = "learner_loss"  # hard learner: the current model's loss
-    EASY_REFERENCE = "easy_reference"  # −reference loss
-    LEARNABILITY = "learnability"  # learner loss − reference loss (RHO-LOSS)
-
-
-LEARNER_SCORES = ("fresh", "stale")
-"""How a method gets the learner's loss on a super-batch: ``fresh`` (a forward pass over the whole
-super-batch every step) or ``stale`` (the loss each example had when last trained on, from a
-:class:`~siftdata.online.LossMemory`; no scoring FLOPs)."""
-
-
-@dataclass
-class OnlineMethod:
-    """A score rule and the selector that picks from it; the training loop needs nothing else."""
-
-    name: str
-    rule: ScoreRule
-    selector: Selector
-    learner_scores: str = "fresh"
-    """One of :data:`LEARNER_SCORES`."""
-    learner_loss_cap: float | None = None
-    """Learnability clips the learner loss here (see :func:`siftdata.scores.learnability`)."""
-
-    def __post_init__(self) -> None:
-        if self.learner_scores not in LEARNER_SCORES:
-            raise ValueError(
-                f"learner_scores must be one of {LEARNER_SCORES}, got {self.learner_scores!r}"
-            )
-
-    @property
-    def scores_fresh(self) -> bool:
-        """Whether each step needs a learner forward over the whole super-batch."""
-        return self.needs_learner_loss and self.learner_scores == "fresh"
-
-    @property
-    def needs_learner_loss(self) -> bool:
-        return self.rule in (ScoreRule.LEARNER_LOSS, ScoreRule.LEARNABILITY)
-
-    @property
-    def needs_reference_loss(self) -> bool:
-        return self.rule in (ScoreRule.EASY_REFERENCE, ScoreRule.LEARNABILITY)
-
-    def score(self, learner_loss: Tensor | None, reference_loss: Tensor | None) -> Tensor | None:
-        """The score of each super-batch example under this method's rule (``None`` for uniform)."""
-        if self.rule is ScoreRule.NONE:
-            return None
-        if self.rule is ScoreRule.LEARNER_LOSS:
-            return _required(learner_loss, "learner_loss", self.name)
-        if self.rule is ScoreRule.EASY_REFERENCE:
-            return -_required(reference_loss, "reference_loss", self.name)
-        return learnability(
-            _required(learner_loss, "learner_loss", self.name),
-            _required(reference_loss, "reference_loss", self.name),
-            learner_loss_cap=self.learner_loss_cap,
-            validate=False,
-        )
-
-    def select(self, scores: Tensor, k: int) -> Selection:
-        return self.selector.select(scores, k)
-
-
-def _required(x: Tensor | None, name: str, method: str) -> Tensor:
-    if x is None:
-        raise ValueError(f"method {method!r} needs {name}, got None")
-    return x
-
 
 # The variant `learnability` stands for; see docs/benchmarks.md for why.
 DEFAULT_LEARNABILITY = "learnability-sampled"
 
+STALE_SUFFIX = "+stale"
+"""Appended to a method that ranks by learner loss, it scores with each example's loss from its
+last training step (a :class:`LossMemory`) instead of a forward over the super-batch."""
+
+LOG_NUM_CLASSES = "logC"
+"""``learner_loss_cap`` value meaning ``log(number of classes)``, resolved when the method is built."""
+
+# base name -> (score rule, selector)
+_BASE_METHODS = {
+    "uniform": ("none", "uniform"),
+    "hard-learner": ("learner-loss", "top-k"),
+    "easy-reference": ("easy-reference", "top-k"),
+    "learnability-topk": ("learnability", "top-k"),
+    "learnability-sampled": ("learnability", "softmax"),
+    "selective-backprop": ("learner-loss", "selective-backprop"),
+    "rank": ("learner-loss", "rank"),
+}
 METHOD_NAMES = (
     "uniform",
     "hard-learner",
     "easy-reference",
     "learnability",
-    "learnability-topk",
-    "learnability-sampled",
-    "selective-backprop",
-    "rank",
+    *list(_BASE_METHODS)[3:],
 )
+"""The named methods (``learnability`` means :data:`DEFAULT_LEARNABILITY`); any that ranks by
+learner loss also takes :data:`STALE_SUFFIX`."""
 
 
-STALE_SUFFIX = "+stale"
-"""Appended to a method name that ranks by learner loss, it scores with stale losses (see
-:data:`LEARNER_SCORES`), e.g. ``learnability+stale``."""
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a method name means, without data: its score rule, selector and learner-loss source."""
+
+    name: str
+    rule: str
+    """``none``, ``learner-loss``, ``easy-reference`` or ``learnability``."""
+    selector: str
+    """``uniform``, ``top-k``, ``softmax``, ``selective-backprop`` or ``rank``."""
+    stale: bool = False
+
+    @property
+    def selects(self) -> bool:
+        """Whether the method scores a super-batch at all (uniform does not)."""
+        return self.rule != "none"
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.rule in ("easy-reference", "learnability")
+
+    @property
+    def uses_learner_loss(self) -> bool:
+        return self.rule in ("learner-loss", "learnability")
+
+    @property
+    def scores_fresh(self) -> bool:
+        """Whether each step runs a learner forward over the super-batch."""
+        return self.uses_learner_loss and not self.stale
+
+
+def parse_method(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of a method name; ``ValueError`` listing the names if unknown."""
+    if not isinstance(name, str):
+        raise ValueError(f"a method name must be a string, got {name!r}")
+    stale = name.endswith(STALE_SUFFIX)
+    base = name[: -len(STALE_SUFFIX)] if stale else name
+    variant = DEFAULT_LEARNABILITY if base == "learnability" else base
+    if variant not in _BASE_METHODS:
+        raise ValueError(
+            f"unknown method {name!r}; choose from {', '.join(METHOD_NAMES)} (methods that rank "
+            f"by learner loss also take the suffix {STALE_SUFFIX})"
+        )
+    rule, selector = _BASE_METHODS[variant]
+    spec = MethodSpec(name, rule, selector, stale)
+    if stale and not spec.uses_learner_loss:
+        raise ValueError(f"{base!r} does not use the learner's loss, so {name!r} means nothing")
+    return spec
+
+
+def _parse_cap(value: Any) -> float | str | None:
+    if value is None or value == LOG_NUM_CLASSES:
+        return value
+    return check_float_field(value, "learner_loss_cap", low=0.0, low_open=True)
+
+
+@dataclass
+class SelectionConfig:
+    """Options of the named methods (defaults live here and nowhere else)."""
+
+    temperature_scale: float = option(
+        DEFAULT_TEMPERATURE_SCALE, "τ / std(super-batch scores) of sampled learnability"
+    )
+    beta: float = option(2.0, "selective-backprop's exponent on the loss percentile")
+    selection_pressure: float = option(
+        100.0, "rank-based selection's ratio of first to last rank's probability"
+    )
+    learner_loss_cap: float | str | None = option(
+        LOG_NUM_CLASSES,
+        "learnability clips the learner loss here: a number, 'logC' (log of the number of "
+        "classes: a confidently wrong learner is mostly looking at a wrong label) or 'none'",
+    )
+    uniform_steps: int = option(
+        0, "train uniformly, without scoring, for this many steps before selecting"
+    )
+
+    def __post_init__(self) -> None:
+        check_float_field(self.temperature_scale, "temperature_scale", low=0.0, low_open=True)
+        check_float_field(self.beta, "beta", low=0.0, low_open=True)
+        check_float_field(self.selection_pressure, "selection_pressure", low=1.0)
+        self.learner_loss_cap = _parse_cap(self.learner_loss_cap)
+        check_int_field(self.uniform_steps, "uniform_steps", low=0)
+
+    def cap_for(self, num_classes: int | None) -> float | None:
+        """The learner-loss cap as a number (``logC`` resolved with ``num_classes``)."""
+        if self.learner_loss_cap != LOG_NUM_CLASSES:
+            return self.learner_loss_cap
+        if num_classes is None:
+            raise ValueError("learner_loss_cap='logC' needs num_classes to resolve it")
+        return math.log(check_int_range(num_classes, "num_classes", low=2))
+
+
+@dataclass
+class SelectionMethod:
+    """A scorer, a selector and a scoring policy; ``scorer=None`` is uniform training."""
+
+    name: str
+    scorer: Scorer | None = None
+    selector: Selector | JointSelector | None = None
+    policy: ScoringPolicy = field(default_factory=AlwaysScore)
+
+    def __post_init__(self) -> None:
+        if (self.scorer is None) != (self.selector is None):
+            raise ValueError("give both a scorer and a selector, or neither (uniform)")
+
+    @property
+    def selects(self) -> bool:
+        """Whether the method scores super-batches at all."""
+        return self.scorer is not None
+
+    @property
+    def needs_forward(self) -> bool:
+        """Whether scoring runs a learner forward over the super-batch."""
+        return self.scorer is not None and needs_forward(self.scorer)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.scorer is None:
+            return {}
+        return {
+            "scorer": self.scorer.state_dict(),
+            "selector": self.selector.state_dict(),
+            "policy": self.policy.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scorer is None:
+            return
+        self.scorer.load_state_dict(state["scorer"])
+        self.selector.load_state_dict(state["selector"])
+        self.policy.load_state_dict(state["policy"])
+
+
+def _learner_scorer(spec: MethodSpec, example_ids, num_classes, device) -> Scorer:
+    if not spec.stale:
+        return LearnerLoss()
+    if example_ids is None or num_classes is None:
+        raise ValueError(f"{spec.name!r} remembers losses by id: give example_ids and num_classes")
+    memory = LossMemory(example_ids, initial=math.log(max(num_classes, 2)), device=device)
+    return RememberedLoss(memory)
+
+
+def _scorer(spec, config, reference, example_ids, num_classes, device) -> Scorer | None:
+    if spec.uses_reference and reference is None:
+        raise ValueError(f"method {spec.name!r} needs reference losses (a ScoreTable by id)")
+    if spec.rule == "easy-reference":
+        return Negated(ReferenceLoss(reference))
+    if spec.rule == "none":
+        return None
+    learner = _learner_scorer(spec, example_ids, num_classes, device)
+    if spec.rule == "learner-loss":
+        return learner
+    cap = config.cap_for(num_classes)
+    return Learnability(learner, ReferenceLoss(reference), learner_loss_cap=cap)
+
+
+def _selector(spec: MethodSpec, config: SelectionConfig, seed: int, device) -> Selector | None:
+    rng = {"seed": seed, "device": device}
+    if spec.selector == "top-k":
+        return TopKSelector()
+    if spec.selector == "softmax":
+        return SoftmaxSampler(temperature_scale=config.temperature_scale, **rng)
+    if spec.selector == "selective-backprop":
+        return SelectiveBackpropSelector(beta=config.beta, **rng)
+    if spec.selector == "rank":
+        return RankSelector(selection_pressure=config.selection_pressure, **rng)
+    return None  # uniform: nothing to select from, the loop draws b examples
 
 
 def build_method(
-    name: str,
+    name: str | MethodSpec,
     *,
+    config: SelectionConfig | None = None,
+    reference: ScoreTable | None = None,
+    example_ids: int | Tensor | None = None,
+    num_classes: int | None = None,
     seed: int = 0,
     device="cpu",
-    temperature_scale: float = 0.5,
-    beta: float = 2.0,
-    selection_pressure: float = 100.0,
-    learner_loss_cap: float | None = None,
-    validate: bool = True,
-) -> OnlineMethod:
+) -> SelectionMethod:
     """Build a named method.
 
     Parameters
     ----------
     name:
-        One of :data:`METHOD_NAMES`; ``learnability`` means :data:`DEFAULT_LEARNABILITY`. A method
-        that uses the learner's loss may end in :data:`STALE_SUFFIX` to score with stale losses.
+        One of :data:`METHOD_NAMES` (``learnability`` means :data:`DEFAULT_LEARNABILITY`),
+        optionally with :data:`STALE_SUFFIX`, or a parsed :class:`MethodSpec`.
+    config:
+        Method options (:class:`SelectionConfig`; its defaults when omitted).
+    reference:
+        Reference losses by example id, for methods that use them.
+    example_ids:
+        The pool's ids (or their number, for ids ``0 … N−1``), for ``+stale`` methods.
+    num_classes:
+        For the ``logC`` loss cap and the stale memory's initial loss.
     seed, device:
-        For the selector's own generator.
-    temperature_scale:
-        τ / std(scores) for the sampled learnability variant.
-    beta:
-        Selective-backprop exponent.
-    selection_pressure:
-        Rank-based selection's first/last probability ratio.
-    learner_loss_cap:
-        Learnability methods clip the learner loss at this value (``None``: no clip); the
-        benchmarks use ``log C``.
-    validate:
-        Selectors check their scores (one host sync per step).
+        The selector's own generator (and where the loss memory lives).
     """
-    base, stale = (
-        (name[: -len(STALE_SUFFIX)], True) if name.endswith(STALE_SUFFIX) else (name, False)
-    )
-    method = _build_fresh(
-        base,
-        seed=seed,
-        device=device,
-        temperature_scale=temperature_scale,
-        beta=beta,
-        selection_pressure=selection_pressure,
-        validate=validate,
-    )
-    method.name = name
-    if learner_loss_cap is not None:
-        method.learner_loss_cap = check_positive(learner_loss_cap, "learner_loss_cap")
-    if stale:
-        if not method.needs_learner_loss:
-            raise ValueError(f"{base!r} does not use the learner's loss, so {name!r} means nothing")
-        method.learner_scores = "stale"
-    return method
-
-
-def _build_fresh(
-    name: str,
-    *,
-    seed: int,
-    device,
-    temperature_scale: float,
-    beta: float,
-    selection_pressure: float,
-    validate: bool,
-) -> OnlineMethod:
-    rng = {"seed": seed, "device": device, "validate": validate}
-    variant = DEFAULT_LEARNABILITY if name == "learnability" else name
-    if variant == "uniform":
-        return OnlineMethod(name, ScoreRule.NONE, UniformSelector(**rng))
-    if variant == "hard-learner":
-        return OnlineMethod(name, ScoreRule.LEARNER_LOSS, TopKSelector(validate=validate))
-    if variant == "easy-reference":
-        return OnlineMethod(name, ScoreRule.EASY_REFERENCE, TopKSelector(validate=validate))
-    if variant == "learnability-topk":
-        return OnlineMethod(name, ScoreRule.LEARNABILITY, TopKSelector(validate=validate))
-    if variant == "learnability-sampled":
-        sampler = SoftmaxSampler(temperature_scale=temperature_scale, **rng)
-        return OnlineMethod(name, ScoreRule.LEARNABILITY, sampler)
-    if variant == "selective-backprop":
-        return OnlineMethod(
-            name, ScoreRule.LEARNER_LOSS, SelectiveBackpropSelector(beta=beta, **rng)
-        )
-    if variant == "rank":
-        selector = RankSelector(selection_pressure=selection_pressure, **rng)
-        return OnlineMethod(name, ScoreRule.LEARNER_LOSS, selector)
-    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHOD_NAMES)}")
+    spec = name if isinstance(name, MethodSpec) else parse_method(name)
+    config = config or SelectionConfig()
+    scorer = _scorer(spec, config, reference, example_ids, num_classes, device)
+    if scorer is None:
+        return SelectionMethod(spec.name)
+    policy = ScoreAfter(config.uniform_steps) if config.uniform_steps else AlwaysScore()
+    return SelectionMethod(spec.name, scorer, _selector(spec, config, seed, device), policy)

@@ -19,6 +19,7 @@ class RankSelector(GeneratorOwner):
 
     Examples are ranked by score, highest first (r = 0 … N−1); the most-preferred example is
     ``selection_pressure`` (``s``) times as likely to be drawn first as the least-preferred one.
+    Tied scores share the mean of the ranks they span, so they are equally likely.
 
     Parameters
     ----------
@@ -26,8 +27,8 @@ class RankSelector(GeneratorOwner):
         Ratio ``s ≥ 1`` of the first to the last rank's probability (the paper explores 1–10^8).
     seed, device:
         The selector's own generator.
-    validate:
-        Check the scores (one host sync per call).
+    check_values:
+        Also check the scores for NaN/inf (one host sync per call).
     """
 
     def __init__(
@@ -36,7 +37,7 @@ class RankSelector(GeneratorOwner):
         selection_pressure: float = 100.0,
         seed: int = 0,
         device="cpu",
-        validate: bool = True,
+        check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
         if not selection_pressure >= 1.0 or math.isinf(selection_pressure):
@@ -44,22 +45,24 @@ class RankSelector(GeneratorOwner):
                 f"selection_pressure must be a finite number >= 1, got {selection_pressure}"
             )
         self.selection_pressure = float(selection_pressure)
-        self.validate = validate
+        self.check_values = check_values
 
     def rank_log_weights(self, scores: Tensor) -> Tensor:
-        """Unnormalised log-probability of each example from its rank."""
+        """Unnormalised log-probability of each example from its (tie-averaged) rank.
+
+        The rank from the top of a score ``v`` is ``#{s > v} + (#{s = v} − 1) / 2``.
+        """
         n = scores.shape[0]
-        order = torch.argsort(scores, descending=True)
-        ranks = torch.empty_like(order)
-        ranks[order] = torch.arange(n, device=scores.device)
+        ascending = torch.sort(scores).values
+        below = torch.searchsorted(ascending, scores, right=False)  # #{s < v}
+        not_above = torch.searchsorted(ascending, scores, right=True)  # #{s <= v}
+        ranks = (n - not_above) + (not_above - below - 1) / 2
         return -math.log(self.selection_pressure) * ranks.to(scores.dtype) / max(n - 1, 1)
 
     def select(self, scores: Tensor, k: int) -> Selection:
-        if self.validate:
-            check_vector(scores, "scores")
-            check_finite(scores, "scores")
+        check_vector(scores, "scores")
         check_k(k, scores.shape[0])
-        indices = gumbel_top_k(
-            self.rank_log_weights(scores), k, generator=self.generator, validate=False
-        )
+        if self.check_values:
+            check_finite(scores, "scores")
+        indices = gumbel_top_k(self.rank_log_weights(scores), k, generator=self.generator)
         return Selection(indices=indices)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_k, check_positive, check_vector
 from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
 
-__all__ = ["SoftmaxSampler"]
+__all__ = ["SoftmaxSampler", "DEFAULT_TEMPERATURE_SCALE"]
 
-_MIN_TEMPERATURE = 1e-8
+DEFAULT_TEMPERATURE_SCALE = 0.5
+"""τ / std(scores) when neither a temperature nor a scale is given (see docs/benchmarks.md)."""
 
 
 class SoftmaxSampler(GeneratorOwner):
@@ -23,35 +25,42 @@ class SoftmaxSampler(GeneratorOwner):
     Parameters
     ----------
     temperature:
-        A fixed τ > 0. Mutually exclusive with ``temperature_scale``.
+        A fixed τ > 0. Give either this or ``temperature_scale``, not both.
     temperature_scale:
         τ = ``temperature_scale`` · std(scores of this super-batch); adapts to the score's scale as
-        training goes on (default 0.5). Computed on the scores' device, no host sync.
+        training goes on. Computed on the scores' device, no host sync. When the scores of a
+        super-batch are all equal (std 0) every τ gives the uniform distribution and τ = 1 is used.
+        Default :data:`DEFAULT_TEMPERATURE_SCALE` when neither argument is given.
     seed, device:
         The selector's own generator (see :class:`GeneratorOwner`).
-    validate:
-        Check the scores (one host sync per call).
+    check_values:
+        Also check the scores for NaN/inf (one host sync per call).
     """
 
     def __init__(
         self,
         *,
         temperature: float | None = None,
-        temperature_scale: float | None = 0.5,
+        temperature_scale: float | None = None,
         seed: int = 0,
         device="cpu",
-        validate: bool = True,
+        check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
+        if temperature is not None and temperature_scale is not None:
+            raise ValueError(
+                "give either temperature (a fixed τ) or temperature_scale (τ relative to the "
+                f"scores' std), not both; got temperature={temperature}, "
+                f"temperature_scale={temperature_scale}"
+            )
+        self.temperature: float | None = None
+        self.temperature_scale: float | None = None
         if temperature is not None:
-            self.temperature: float | None = check_positive(temperature, "temperature")
-            self.temperature_scale = None
-        elif temperature_scale is not None:
-            self.temperature = None
-            self.temperature_scale = check_positive(temperature_scale, "temperature_scale")
+            self.temperature = check_positive(temperature, "temperature")
         else:
-            raise ValueError("give either temperature or temperature_scale")
-        self.validate = validate
+            scale = DEFAULT_TEMPERATURE_SCALE if temperature_scale is None else temperature_scale
+            self.temperature_scale = check_positive(scale, "temperature_scale")
+        self.check_values = check_values
 
     def temperature_for(self, scores: Tensor) -> Tensor | float:
         """The τ used for this super-batch (a 0-d tensor when it is relative to the scores' std)."""
@@ -59,14 +68,18 @@ class SoftmaxSampler(GeneratorOwner):
             return self.temperature
         if scores.shape[0] < 2:
             return 1.0
-        return (self.temperature_scale * scores.std()).clamp_min(_MIN_TEMPERATURE)
+        std = scores.std()
+        tau = (self.temperature_scale * std).clamp_min(torch.finfo(std.dtype).tiny)
+        return torch.where(std > 0, tau, torch.ones_like(tau))
 
     def select(self, scores: Tensor, k: int) -> Selection:
-        if self.validate:  # scores first: a τ derived from bad scores is bad for the same reason
-            check_vector(scores, "scores")
-            check_finite(scores, "scores")
+        check_vector(scores, "scores")
         check_k(k, scores.shape[0])
+        if (
+            self.check_values
+        ):  # scores first: a τ derived from bad scores is bad for the same reason
+            check_finite(scores, "scores")
         tau = self.temperature_for(scores)
-        indices = gumbel_top_k(scores, k, temperature=tau, generator=self.generator, validate=False)
+        indices = gumbel_top_k(scores, k, temperature=tau, generator=self.generator)
         stats = {"temperature": tau if isinstance(tau, Tensor) else scores.new_tensor(tau)}
         return Selection(indices=indices, stats=stats)

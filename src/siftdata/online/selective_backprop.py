@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_k, check_positive, check_vector
+from .._validation import check_finite, check_int_range, check_k, check_positive, check_vector
 from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
 
@@ -30,8 +30,8 @@ class SelectiveBackpropSelector(GeneratorOwner):
         Number of recent losses the percentile is computed against.
     seed, device:
         The selector's own generator.
-    validate:
-        Check the losses (one host sync per call).
+    check_values:
+        Also check the losses for NaN/inf (one host sync per call).
     """
 
     def __init__(
@@ -41,16 +41,15 @@ class SelectiveBackpropSelector(GeneratorOwner):
         history_size: int = 4096,
         seed: int = 0,
         device="cpu",
-        validate: bool = True,
+        check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
         self.beta = check_positive(beta, "beta")
-        if history_size < 1:
-            raise ValueError(f"history_size must be >= 1, got {history_size}")
+        check_int_range(history_size, "history_size", low=1)
         self.history = torch.zeros(history_size, device=self.device)
         self.filled = 0  # number of valid history entries
         self.cursor = 0  # next write position in the ring buffer
-        self.validate = validate
+        self.check_values = check_values
 
     def keep_probability(self, losses: Tensor) -> Tensor:
         """``CDF(ℓ) ** beta`` against the history (including these losses), floored at 1/(H+1)."""
@@ -70,12 +69,12 @@ class SelectiveBackpropSelector(GeneratorOwner):
 
     def select(self, scores: Tensor, k: int) -> Selection:
         """``scores`` are the learner's per-example losses on the super-batch."""
-        if self.validate:
-            check_vector(scores, "scores")
-            check_finite(scores, "scores")
+        check_vector(scores, "scores")
         check_k(k, scores.shape[0])
+        if self.check_values:
+            check_finite(scores, "scores")
         keep = self.keep_probability(scores)
-        indices = gumbel_top_k(keep.log(), k, generator=self.generator, validate=False)
+        indices = gumbel_top_k(keep.log(), k, generator=self.generator)
         self._remember(scores)
         stats = {"expected_kept": keep.sum()}
         return Selection(indices=indices, stats=stats)

@@ -1,0 +1,87 @@
+"""Rows of a table from example ids: direct indexing for ids ``0 … N−1``, a sorted search otherwise."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["IdIndex", "is_integer_tensor"]
+
+
+def is_integer_tensor(x: Tensor) -> bool:
+    """Integer dtype (not floating, complex or bool)."""
+    return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+
+
+class IdIndex:
+    """Maps example ids to row positions ``0 … N−1`` without a Python loop over examples.
+
+    Parameters
+    ----------
+    ids : Tensor
+        Unique integer ids, shape ``(N,)``; row ``i`` belongs to ``ids[i]``.
+
+    Notes
+    -----
+    Ids exactly ``0..N-1`` are rows themselves; others are sorted once here and found with
+    :func:`torch.searchsorted`. Building the index makes one host sync (the ``0..N-1`` and
+    uniqueness checks); :meth:`rows` makes none unless ``check_values=True``.
+    """
+
+    def __init__(self, ids: Tensor) -> None:
+        ids = torch.as_tensor(ids)
+        if ids.dim() != 1 or not is_integer_tensor(ids):
+            raise ValueError(
+                f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}"
+            )
+        self.ids = ids.to(torch.int64)
+        n = self.ids.shape[0]
+        self.order: Tensor | None = None  # None: ids are 0..N-1, index directly
+        self.sorted_ids = self.ids
+        if not torch.equal(self.ids, torch.arange(n, device=self.ids.device)):
+            self.sorted_ids, self.order = torch.sort(self.ids)
+            if n > 1 and bool((self.sorted_ids[1:] == self.sorted_ids[:-1]).any()):
+                raise ValueError("ids must be unique")
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.ids.device
+
+    def to(self, device: torch.device | str) -> IdIndex:
+        """A copy on ``device`` (the lookup structures are moved, not rebuilt)."""
+        index = IdIndex.__new__(IdIndex)
+        index.ids, index.sorted_ids = self.ids.to(device), self.sorted_ids.to(device)
+        index.order = None if self.order is None else self.order.to(device)
+        return index
+
+    def rows(self, ids: Tensor, *, check_values: bool = False) -> Tensor:
+        """Row positions of ``ids`` (flattened), on the index's device.
+
+        With ``check_values`` an id that is not in the index raises ``ValueError`` (one host
+        sync); without it an unknown id gives a wrong row (sorted ids) or an indexing error.
+        """
+        ids = torch.as_tensor(ids)
+        if not is_integer_tensor(ids):
+            raise ValueError(f"ids must be an integer tensor, got {ids.dtype}")
+        flat = ids.to(device=self.device, dtype=torch.int64).reshape(-1)
+        n = len(self)
+        if self.order is None:
+            if check_values:
+                _check_known(flat, (flat >= 0) & (flat < n))
+            return flat
+        pos = torch.searchsorted(self.sorted_ids, flat).clamp_(max=n - 1)
+        if check_values:
+            _check_known(flat, self.sorted_ids.index_select(0, pos) == flat)
+        return self.order.index_select(0, pos)
+
+
+def _check_known(ids: Tensor, known: Tensor) -> None:
+    if not bool(known.all()):  # one host sync
+        missing = ids[~known].unique()
+        raise ValueError(
+            f"ids has {missing.numel()} id(s) not in the table, e.g. {missing[:5].tolist()}; "
+            "was the table built for this dataset?"
+        )

@@ -1,0 +1,228 @@
+"""Running the noisy-fmnist scenario: every method side by side with uniform, over seeds and budgets.
+
+A *budget sweep* trains every method, uniform included, at each fraction of ``--steps`` in
+``budgets``, each run with its learning-rate schedule decayed to its own length; the summary's
+``budget_sweep`` section then gives each method's compute multiplier against uniform's budget
+curve (``siftdata.bench.budget``). With one budget the run is the classic side-by-side comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .._config import check_float_field, check_int_field, option
+from .._seeding import derive_seed
+from ..online import SelectionConfig, build_method, parse_method
+from ..recorder import write_records
+from ..train import TrainConfig, TrainResult, train
+from .budget import summarize_budget_sweep
+from .common import resolve_device, seeded_model
+from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
+from .summary import summarize
+
+__all__ = ["SweepConfig", "check_options", "run_noisy_fmnist", "train_single"]
+
+
+def _unique(values: tuple, name: str) -> tuple:
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        raise ValueError(f"{name} lists {', '.join(map(str, repeated))} more than once")
+    return values
+
+
+@dataclass
+class SweepConfig:
+    """Which methods, seeds and budgets ``bench`` runs."""
+
+    methods: tuple[str, ...] = option(
+        ("uniform", "learnability"), "comma-separated methods; uniform is always run"
+    )
+    seeds: int = option(2, "number of seeds (run s uses seed + s)")
+    budgets: tuple[float, ...] = option(
+        (1.0,),
+        "comma-separated fractions of --steps; every method trains at each, with its LR schedule "
+        "decayed to that budget (use with --schedule cosine or linear)",
+    )
+    uniform_budgets: tuple[float, ...] = option(
+        (), "extra budgets for uniform alone, e.g. 2 to bound multipliers above its largest budget"
+    )
+
+    def __post_init__(self) -> None:
+        self.methods = tuple(self.methods)
+        if not self.methods:
+            raise ValueError("methods must name at least one method")
+        for name in _unique(self.methods, "methods"):
+            parse_method(name)  # a clear ValueError for an unknown name
+        if "uniform" not in self.methods:
+            self.methods = ("uniform", *self.methods)
+        check_int_field(self.seeds, "seeds", low=1)
+        self.budgets = tuple(_unique(tuple(self.budgets), "budgets"))
+        if not self.budgets:
+            raise ValueError("budgets must list at least one fraction")
+        self.uniform_budgets = tuple(_unique(tuple(self.uniform_budgets), "uniform_budgets"))
+        for b in (*self.budgets, *self.uniform_budgets):
+            check_float_field(b, "each budget", low=0.0, low_open=True)
+        if set(self.budgets) & set(self.uniform_budgets):
+            raise ValueError("uniform_budgets repeats a value of budgets")
+
+    def runs(self, method: str) -> tuple[float, ...]:
+        """The budgets ``method`` is trained at."""
+        extra = self.uniform_budgets if method == "uniform" else ()
+        return tuple(sorted((*self.budgets, *extra)))
+
+
+def check_options(
+    scenario: NoisyFmnistConfig, train_cfg: TrainConfig, methods: tuple[str, ...], budgets=(1.0,)
+) -> None:
+    """Checks across option groups, before any data is loaded or reference trained."""
+    selecting = [m for m in methods if parse_method(m).selects]
+    big_b = round(train_cfg.super_batch_factor * train_cfg.batch_size)
+    if selecting and big_b <= train_cfg.batch_size:
+        raise ValueError(
+            f"super_batch_factor {train_cfg.super_batch_factor} gives B = {big_b} for b = "
+            f"{train_cfg.batch_size}: {', '.join(selecting)} would select nothing"
+        )
+    if (big_b if selecting else train_cfg.batch_size) > scenario.pool_size:
+        raise ValueError(
+            f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
+        )
+    shortest = min(round(b * train_cfg.steps) for b in budgets)
+    if shortest < 1:
+        raise ValueError(f"the smallest budget gives {shortest} steps; raise --steps or the budget")
+    if train_cfg.warmup_steps >= shortest:
+        raise ValueError(
+            f"warmup_steps ({train_cfg.warmup_steps}) must be shorter than the shortest run "
+            f"({shortest} steps)"
+        )
+
+
+def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list[dict]:
+    device = resolve_device(scenario.device)
+    spec = parse_method(name)
+    method = build_method(
+        spec,
+        config=selection,
+        reference=ref.table if spec.uses_reference else None,
+        example_ids=len(d["pool_y"]),
+        num_classes=NUM_CLASSES,
+        seed=derive_seed(seed, "selector"),
+        device=device,
+    )
+    model = seeded_model(scenario.model, seed=derive_seed(seed, "learner-init"), device=device)
+    config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
+    result = train(
+        model,
+        method,
+        train_data(d),
+        config,
+        reference_cost=ref.cost if spec.uses_reference else None,
+        tags={"budget": budget, "steps_budget": config.steps},
+    )
+    return result.records
+
+
+def run_noisy_fmnist(
+    out: Path,
+    *,
+    scenario: NoisyFmnistConfig,
+    sweep: SweepConfig,
+    train_cfg: TrainConfig,
+    selection: SelectionConfig,
+) -> dict:
+    """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` (after each run)
+    and ``summary.json`` into ``out``; return the summary."""
+    check_options(scenario, train_cfg, sweep.methods, (*sweep.budgets, *sweep.uniform_budgets))
+    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
+    config["selection"] = asdict(selection)
+    (out / "config.json").write_text(json.dumps({"name": "noisy-fmnist", **config}, indent=2))
+    d = prepare_data(scenario, train_cfg.seed)
+    ref = None
+    if any(parse_method(m).uses_reference for m in sweep.methods):
+        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+    runs = [
+        (train_cfg.seed + s, m, b)
+        for s in range(sweep.seeds)
+        for m in sweep.methods
+        for b in sweep.runs(m)
+    ]
+    records: list[dict] = []
+    for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
+        records += _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection)
+        write_records(out / "metrics.jsonl", records)
+    summary = _summary(records, sweep)
+    summary.update(scenario="noisy-fmnist", config=config)
+    if ref is not None:
+        summary["reference"] = {**ref.info, **asdict(ref.cost), **_reference_separation(ref, d)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _summary(records: list[dict], sweep: SweepConfig) -> dict:
+    """The target-based summary at the largest common budget, plus the sweep when there is one."""
+    top = max(sweep.budgets)
+    summary = summarize([r for r in records if r["budget"] == top], methods=list(sweep.methods))
+    if len(sweep.budgets) + len(sweep.uniform_budgets) > 1:
+        summary["budget_sweep"] = summarize_budget_sweep(records, methods=list(sweep.methods))
+    return summary
+
+
+def _reference_separation(ref, d: dict) -> dict:
+    """How well the reference separates corrupted labels: its mean loss on each group."""
+    losses, bad = ref.table.scores, d["is_corrupted"]
+    return {
+        "reference_loss_corrupted": float(losses[bad].mean()) if bad.any() else None,
+        "reference_loss_clean": float(losses[~bad].mean()),
+    }
+
+
+def train_single(
+    out: Path,
+    *,
+    method: str,
+    scenario: NoisyFmnistConfig,
+    train_cfg: TrainConfig,
+    selection: SelectionConfig,
+) -> TrainResult:
+    """One method, one seed, resumable from ``out/checkpoint.pt``.
+
+    Re-running the same command after an interruption continues where it stopped; the reference
+    cache in ``out`` is reused. A checkpoint from other options is refused, naming them.
+    """
+    check_options(scenario, train_cfg, (method,))
+    spec = parse_method(method)
+    d = prepare_data(scenario, train_cfg.seed)
+    ref = (
+        reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+        if spec.uses_reference
+        else None
+    )
+    device = resolve_device(scenario.device)
+    built = build_method(
+        spec,
+        config=selection,
+        reference=ref.table if ref else None,
+        example_ids=len(d["pool_y"]),
+        num_classes=NUM_CLASSES,
+        seed=derive_seed(train_cfg.seed, "selector"),
+        device=device,
+    )
+    model = seeded_model(
+        scenario.model, seed=derive_seed(train_cfg.seed, "learner-init"), device=device
+    )
+    identity = {"scenario": {k: v for k, v in asdict(scenario).items() if k != "device"}}
+    identity["selection"] = asdict(selection)
+    return train(
+        model,
+        built,
+        train_data(d),
+        train_cfg,
+        reference_cost=ref.cost if ref else None,
+        tags={"budget": 1.0, "steps_budget": train_cfg.steps},
+        identity=identity,
+        metrics_path=out / "metrics.jsonl",
+        checkpoint_path=out / "checkpoint.pt",
+    )

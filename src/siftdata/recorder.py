@@ -1,0 +1,204 @@
+"""Evaluation records for the training loop, and the counters kept on the device between them.
+
+Per step the loop hands the :class:`Recorder` the training loss, the trained positions and the
+selection's stats; it adds them to tensors on the device (no host sync). At an evaluation it reads
+them once, checks that training has not diverged (naming the first step whose loss was NaN or
+inf), evaluates the model and appends a record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .ledger import ComputeLedger
+
+__all__ = [
+    "COUNTED_PHASES",
+    "Evaluator",
+    "ClassificationEvaluator",
+    "evaluate",
+    "DivergedError",
+    "Recorder",
+    "write_records",
+]
+
+COUNTED_PHASES = ("reference", "score", "select", "remember", "train")
+"""Phases whose FLOPs and seconds count towards "compute to target": the reference's cache fill
+(its training is added only in the end-to-end figures), learner scoring, selection, remembering
+losses, and the training step. Evaluation is excluded for every method alike."""
+
+Evaluator = Callable[[nn.Module], dict[str, float]]
+"""Evaluates the model: returns at least ``{"test_acc": ...}`` (the benchmarks' metric)."""
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, inputs: Tensor, labels: Tensor, *, batch_size: int = 2048
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``(inputs, labels)``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=inputs.device)
+    total_loss = torch.zeros((), device=inputs.device)
+    try:
+        for start in range(0, inputs.shape[0], batch_size):
+            logits = model(inputs[start : start + batch_size])
+            y = labels[start : start + batch_size]
+            correct += (logits.argmax(1) == y).sum()
+            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+    finally:
+        model.train(was_training)
+    n = inputs.shape[0]
+    return {"test_acc": float(correct) / n, "test_loss": float(total_loss) / n}
+
+
+class ClassificationEvaluator:
+    """Test accuracy and loss of a classifier on a fixed test set (the default evaluator)."""
+
+    def __init__(self, inputs: Tensor, labels: Tensor, *, batch_size: int = 2048) -> None:
+        self.inputs, self.labels, self.batch_size = inputs, labels, batch_size
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        return evaluate(model, self.inputs, self.labels, batch_size=self.batch_size)
+
+
+class DivergedError(ValueError):
+    """The training loss became NaN or inf."""
+
+
+class Recorder:
+    """Evaluation records plus device-side running counters between evaluations.
+
+    Parameters
+    ----------
+    ledger:
+        The run's compute ledger (its totals go into each record).
+    evaluator:
+        Called at each evaluation.
+    device:
+        Where the counters live (the model's device).
+    batch_size:
+        ``b``, to count examples trained.
+    is_corrupted:
+        Optional ``(N,)`` bool over pool positions (known label noise), to report the share of
+        trained examples that were mislabeled.
+    tags:
+        Fixed fields added to every record (method, seed, budget, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: ComputeLedger,
+        evaluator: Evaluator,
+        device: torch.device,
+        batch_size: int,
+        is_corrupted: Tensor | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        self.ledger, self.evaluator, self.batch_size = ledger, evaluator, batch_size
+        self.is_corrupted, self.tags = is_corrupted, dict(tags or {})
+        self.records: list[dict[str, Any]] = []
+        zero = torch.zeros((), device=device)
+        self.step_t = zero.long()  # the step counter, on the device, for the divergence step
+        self.first_bad = zero.long() - 1  # first step whose loss was not finite, -1 if none
+        self.corrupted = zero.long()
+        self.loss_sum, self.window = zero.clone(), 0
+        self.stat_sums: dict[str, Tensor] = {}
+
+    def after_step(self, loss: Tensor, positions: Tensor, stats: dict[str, Tensor]) -> None:
+        """Add one step's loss, trained positions and stats to the device counters (no sync)."""
+        bad = self.first_bad.lt(0) & ~torch.isfinite(loss)
+        self.first_bad = torch.where(bad, self.step_t, self.first_bad)
+        self.step_t += 1
+        self.loss_sum += loss
+        self.window += 1
+        if self.is_corrupted is not None:
+            self.corrupted += self.is_corrupted.index_select(0, positions).sum()
+        for name, value in stats.items():
+            total = self.stat_sums.get(name)
+            self.stat_sums[name] = value.detach().float() if total is None else total + value
+
+    def check_finite(self) -> None:
+        """Raise :class:`DivergedError` if any step so far had a NaN or inf loss (one host sync)."""
+        first = int(self.first_bad)
+        if first >= 0:
+            raise DivergedError(
+                f"the learner diverged: its training loss was NaN or inf at step {first + 1}. The "
+                "last checkpoint (if any) holds the state before it; lower the learning rate "
+                "(--lr) or add a warm-up (--warmup-steps)."
+            )
+
+    def record(self, model: nn.Module, *, step: int, lr: float) -> dict[str, Any]:
+        """Evaluate, and append a record of the costs and counters so far."""
+        self.check_finite()
+        with self.ledger.track("eval", ("eval",)):
+            metrics = self.evaluator(model)
+        totals = self.ledger.totals()
+        flops = sum(totals[p]["flops"] for p in COUNTED_PHASES)
+        seconds = sum(totals[p]["seconds"] for p in COUNTED_PHASES)
+        trained = step * self.batch_size
+        rec = {
+            **self.tags,
+            "step": step,
+            "examples_trained": trained,
+            **metrics,
+            "train_loss": float(self.loss_sum) / self.window if self.window else None,
+            "lr": lr,
+            "flops": flops,
+            "flops_end_to_end": flops + totals["reference_train"]["flops"],
+            "seconds": seconds,
+            "seconds_end_to_end": seconds + totals["reference_train"]["seconds"],
+            "flops_by_phase": {p: totals[p]["flops"] for p in totals},
+            "seconds_by_phase": {p: totals[p]["seconds"] for p in totals},
+            "mislabeled_selected": self._mislabeled_share(trained),
+            "selection_stats": {k: float(v) / self.window for k, v in self.stat_sums.items()},
+        }
+        self.loss_sum.zero_()
+        self.window, self.stat_sums = 0, {}
+        self.records.append(rec)
+        return rec
+
+    def _mislabeled_share(self, trained: int) -> float | None:
+        if self.is_corrupted is None or not trained:
+            return None
+        return float(self.corrupted) / trained
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "ledger": self.ledger.state_dict(),
+            "step_t": self.step_t,
+            "first_bad": self.first_bad,
+            "corrupted": self.corrupted,
+            "loss_sum": self.loss_sum,
+            "window": self.window,
+            "stat_sums": self.stat_sums,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.step_t.device
+        self.records = [dict(r) for r in state["records"]]
+        self.ledger.load_state_dict(state["ledger"])
+        for name in ("step_t", "first_bad", "corrupted", "loss_sum"):
+            setattr(self, name, state[name].to(device))
+        self.window = int(state["window"])
+        self.stat_sums = {k: v.to(device) for k, v in state["stat_sums"].items()}
+
+
+def write_records(path: str | Path | None, records: list[dict[str, Any]]) -> None:
+    """Rewrite ``path`` with one JSON record per line (so a resumed run never duplicates one)."""
+    if path is None:
+        return
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    tmp.replace(path)
