@@ -363,3 +363,24 @@ def test_reference_cache_missing_pool_ids_is_refused_before_training():
     method = build_method("learnability", reference=_reference(n=300), num_classes=4)
     with pytest.raises(ValueError, match="not in the table"):
         train(_model(), method, _data(), _config())
+
+
+def test_recorder_finds_the_first_non_finite_step_across_buffer_folds():
+    from siftdata.ledger import ComputeLedger
+    from siftdata.recorder import Recorder
+
+    recorder = Recorder(
+        ledger=ComputeLedger(),
+        evaluator=lambda model: {"test_acc": 0.5},
+        device=torch.device("cpu"),
+        batch_size=1,
+    )
+    losses = torch.arange(2500, dtype=torch.float32)
+    for i, loss in enumerate(losses):
+        bad = i in (1500, 2200)
+        recorder.after_step(torch.tensor(float("nan")) if bad else loss, torch.zeros(1).long(), {})
+        if i == 1200:  # folded once (1024 entries), all finite so far
+            recorder.check_finite()
+            assert recorder.record(_model(), step=i + 1, lr=0.1)["train_loss"] == pytest.approx(600.0)
+    with pytest.raises(DivergedError, match="at step 1501"):
+        recorder.check_finite()

@@ -33,6 +33,8 @@ COUNTED_PHASES = ("reference", "score", "select", "remember", "train")
 (its training is added only in the end-to-end figures), learner scoring, selection, remembering
 losses, and the training step. Evaluation is excluded for every method alike."""
 
+_BUFFER = 1024  # per-step losses held on the device between reductions
+
 Evaluator = Callable[[nn.Module], dict[str, float]]
 """Evaluates the model: returns at least ``{"test_acc": ...}`` (the benchmarks' metric)."""
 
@@ -106,27 +108,44 @@ class Recorder:
         self.is_corrupted, self.tags = is_corrupted, dict(tags or {})
         self.records: list[dict[str, Any]] = []
         zero = torch.zeros((), device=device)
-        self.step_t = zero.long()  # the step counter, on the device, for the divergence step
-        self.first_bad = zero.long() - 1  # first step whose loss was not finite, -1 if none
         self.corrupted = zero.long()
-        self.loss_sum, self.window = zero.clone(), 0
         self.stat_sums: dict[str, Tensor] = {}
+        # Per-step losses are written to a buffer (one op per step) and reduced at evaluations,
+        # checkpoints, or when the buffer fills: into a loss sum, and the first step whose loss was
+        # NaN or inf (-1 if none), all on the device.
+        self.buffer = torch.empty(_BUFFER, device=device)
+        self.filled, self.buffered_from = 0, 0  # entries in the buffer; step index of entry 0
+        self.first_bad = zero.long() - 1
+        self.loss_sum, self.window = zero.clone(), 0
 
     def after_step(self, loss: Tensor, positions: Tensor, stats: dict[str, Tensor]) -> None:
         """Add one step's loss, trained positions and stats to the device counters (no sync)."""
-        bad = self.first_bad.lt(0) & ~torch.isfinite(loss)
-        self.first_bad = torch.where(bad, self.step_t, self.first_bad)
-        self.step_t += 1
-        self.loss_sum += loss
+        self.buffer[self.filled].copy_(loss)
+        self.filled += 1
         self.window += 1
+        if self.filled == _BUFFER:
+            self._fold()
         if self.is_corrupted is not None:
             self.corrupted += self.is_corrupted.index_select(0, positions).sum()
         for name, value in stats.items():
             total = self.stat_sums.get(name)
             self.stat_sums[name] = value.detach().float() if total is None else total + value
 
+    def _fold(self) -> None:
+        """Reduce the loss buffer into the loss sum and the first non-finite step (no sync)."""
+        if not self.filled:
+            return
+        losses = self.buffer[: self.filled]
+        bad = ~torch.isfinite(losses)
+        first_here = torch.where(bad.any(), bad.int().argmax() + self.buffered_from, -1)
+        self.first_bad = torch.where(self.first_bad < 0, first_here, self.first_bad)
+        self.loss_sum += losses.sum()
+        self.buffered_from += self.filled
+        self.filled = 0
+
     def check_finite(self) -> None:
         """Raise :class:`DivergedError` if any step so far had a NaN or inf loss (one host sync)."""
+        self._fold()
         first = int(self.first_bad)
         if first >= 0:
             raise DivergedError(
@@ -137,7 +156,7 @@ class Recorder:
 
     def record(self, model: nn.Module, *, step: int, lr: float) -> dict[str, Any]:
         """Evaluate, and append a record of the costs and counters so far."""
-        self.check_finite()
+        self.check_finite()  # folds the loss buffer too
         with self.ledger.track("eval", ("eval",)):
             metrics = self.evaluator(model)
         totals = self.ledger.totals()
@@ -171,10 +190,11 @@ class Recorder:
         return float(self.corrupted) / trained
 
     def state_dict(self) -> dict[str, Any]:
+        self._fold()
         return {
             "records": self.records,
             "ledger": self.ledger.state_dict(),
-            "step_t": self.step_t,
+            "buffered_from": self.buffered_from,
             "first_bad": self.first_bad,
             "corrupted": self.corrupted,
             "loss_sum": self.loss_sum,
@@ -183,11 +203,12 @@ class Recorder:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = self.step_t.device
+        device = self.buffer.device
         self.records = [dict(r) for r in state["records"]]
         self.ledger.load_state_dict(state["ledger"])
-        for name in ("step_t", "first_bad", "corrupted", "loss_sum"):
+        for name in ("first_bad", "corrupted", "loss_sum"):
             setattr(self, name, state[name].to(device))
+        self.filled, self.buffered_from = 0, int(state["buffered_from"])
         self.window = int(state["window"])
         self.stat_sums = {k: v.to(device) for k, v in state["stat_sums"].items()}
 
