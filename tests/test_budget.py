@@ -118,3 +118,14 @@ def test_sweep_needs_uniform_and_one_base():
     bad[-2]["steps_budget"] = bad[-3]["steps_budget"] = 300
     with pytest.raises(ValueError, match="base step count"):
         summarize_budget_sweep(bad)
+
+
+def test_base_steps_tag_survives_rounding_of_small_budgets():
+    """30 steps × 0.25 rounds to 8 (not 7.5): 8 / 0.25 = 32, yet the base is 30."""
+    records = []
+    for budget in (0.25, 1.0):
+        run = sweep_run("uniform", 0, budget, 0.6 + budget / 10)
+        for r in run:
+            r["steps_budget"], r["base_steps"] = round(budget * 30), 30
+        records += run
+    assert summarize_budget_sweep(records)["base_steps"] == 30

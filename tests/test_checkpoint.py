@@ -75,7 +75,7 @@ def test_a_checkpoint_from_other_options_is_refused_naming_them(tmp_path, change
 
 def test_a_checkpoint_for_another_method_data_or_architecture_is_refused(tmp_path):
     ckpt = _checkpointed(tmp_path)
-    with pytest.raises(CheckpointError, match="method: 'learnability' in the checkpoint, 'rank'"):
+    with pytest.raises(CheckpointError, match="method.name: 'learnability' in the checkpoint"):
         _resume(ckpt, name="rank")
     other = _data()
     other = TrainData(other.inputs, (other.labels + 1) % 4, other.test_inputs, other.test_labels)
@@ -137,3 +137,32 @@ def test_bad_output_folders_get_clear_errors(tmp_path):
         prepare_run_folder(file)
     with pytest.raises(ValueError, match="cannot create the output folder"):
         prepare_run_folder(file / "sub")
+
+
+def test_a_checkpoint_from_other_selector_options_is_refused(tmp_path):
+    """Library users get the same protection as the CLI: the selector's options are identity."""
+    ckpt = tmp_path / "ck.pt"
+    cfg = _config(checkpoint_every=10)
+    train(_model(), _method("rank", selection_pressure=10.0), _data(), cfg, checkpoint_path=ckpt)
+    with pytest.raises(
+        CheckpointError, match="method.selector: 'RankSelector.selection_pressure=10.0"
+    ):
+        train(
+            _model(), _method("rank", selection_pressure=50.0), _data(), cfg, checkpoint_path=ckpt
+        )
+
+
+def test_a_checkpoint_of_another_format_is_refused(tmp_path):
+    ckpt = _checkpointed(tmp_path)
+    state = load_checkpoint(ckpt)
+    state["format"] = 0
+    save_checkpoint(ckpt, state)
+    with pytest.raises(
+        CheckpointError, match="format 0, and this version of siftdata reads format 1"
+    ):
+        _resume(ckpt)
+    del state["recorder"]
+    state["format"] = 1
+    save_checkpoint(ckpt, state)
+    with pytest.raises(CheckpointError, match="could not be restored"):
+        _resume(ckpt)

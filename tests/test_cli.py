@@ -77,7 +77,8 @@ def test_train_resumes_where_it_stopped_and_reports(tmp_path, capsys):
         (["bench", "noisy-fmnist", "--methods", "rank,rank"], "rank more than once"),
         (["bench", "noisy-fmnist", "--steps", "0"], "steps must be in [1, inf)"),
         (["bench", "noisy-fmnist", "--budgets", "0.5,0"], "each budget must be in (0, inf)"),
-        (["bench", "noisy-fmnist", "--super-batch-factor", "1"], "would select nothing"),
+        (["bench", "noisy-fmnist", "--super-batch-factor", "1"], "would pay for scoring"),
+        (["bench", "noisy-fmnist", "--budgets", "0.5,1"], "a budget sweep needs a learning rate"),
         (
             ["bench", "noisy-fmnist", "--learner-loss-cap", "cap"],
             "learner_loss_cap must be a number",

@@ -37,7 +37,7 @@ def test_every_method_trains_on_cuda_without_host_syncs(name):
             _model().cuda(),
             method,
             _data(),  # CPU data: moved to the model's device once
-            _config(steps=12, eval_every=100),
+            _config(steps=60, eval_every=100),  # past an epoch boundary
             on_step=lambda step, ids: counts.append(counter.total) if step >= 2 else None,
         )
     assert counts[0] == counts[-1], counter.counts
@@ -58,6 +58,25 @@ def test_a_cuda_checkpoint_resumes_on_cpu(tmp_path):
         result = train(
             _model(),
             cpu_method,
+            _data(),
+            _config(steps=40, checkpoint_every=10),
+            checkpoint_path=ckpt,
+        )
+    assert result.resumed_from == 30 and result.steps == 40
+
+
+def test_a_cpu_checkpoint_resumes_on_cuda(tmp_path):
+    from siftdata.online import build_method
+    from test_train import _reference
+
+    ckpt = tmp_path / "ck.pt"
+    method = build_method("learnability", reference=_reference(), num_classes=4)
+    train(_model(), method, _data(), _config(checkpoint_every=10), checkpoint_path=ckpt)
+    cuda_method = build_method("learnability", reference=_reference(), num_classes=4, device="cuda")
+    with pytest.warns(UserWarning, match="saved random state is from a cpu generator"):
+        result = train(
+            _model().cuda(),
+            cuda_method,
             _data(),
             _config(steps=40, checkpoint_every=10),
             checkpoint_path=ckpt,

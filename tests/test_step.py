@@ -360,3 +360,17 @@ def test_select_batch_makes_no_host_sync_after_the_first_call(make_scorer, make_
         for seed in (1, 2):
             step(seed)
     assert syncs.total == 0, syncs.counts
+
+
+def test_scoring_keeps_a_frozen_submodule_frozen():
+    """Restoring only the top module's mode would unfreeze a BatchNorm the user froze."""
+    from siftdata.online import TopKSelector, select_batch
+    from siftdata.scorers import LearnerLoss
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
+    )
+    model[1].eval()
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    select_batch(model, x, y, torch.arange(8), k=2, scorer=LearnerLoss(), selector=TopKSelector())
+    assert model.training and model[0].training and not model[1].training

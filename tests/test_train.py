@@ -284,7 +284,7 @@ def test_a_step_makes_no_host_sync(name):
             _model(),
             _method(name),
             _data(),
-            _config(steps=12, eval_every=100),
+            _config(steps=60, eval_every=100),  # past an epoch boundary: the order is re-drawn
             on_step=count_between_steps,
         )
     # the count may rise only at the last step's evaluation, never between steps
@@ -381,6 +381,84 @@ def test_recorder_finds_the_first_non_finite_step_across_buffer_folds():
         recorder.after_step(torch.tensor(float("nan")) if bad else loss, torch.zeros(1).long(), {})
         if i == 1200:  # folded once (1024 entries), all finite so far
             recorder.check_finite()
-            assert recorder.record(_model(), step=i + 1, lr=0.1)["train_loss"] == pytest.approx(600.0)
+            assert recorder.record(_model(), step=i + 1, lr=0.1)["train_loss"] == pytest.approx(
+                600.0
+            )
     with pytest.raises(DivergedError, match="at step 1501"):
         recorder.check_finite()
+
+
+class _DensePairwise:
+    """A dense pairwise score matrix (what a JEST scorer hands a joint selector)."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+
+    @property
+    def size(self):
+        return self.matrix.shape[0]
+
+    def diagonal(self):
+        return self.matrix.diagonal()
+
+    def rows(self, index):
+        return self.matrix.index_select(0, index)
+
+    def columns(self, index):
+        return self.matrix.index_select(1, index)
+
+
+class _PairwiseLoss(LearnerLoss):
+    def __call__(self, batch):
+        loss = batch.loss
+        return _DensePairwise(loss[:, None] + loss[None, :])
+
+
+class _GreedyJoint:
+    """Keeps the k largest diagonal entries and reports one stat."""
+
+    def select(self, scores, k):
+        keep = torch.topk(scores.diagonal(), k).indices
+        return Selection(keep, stats={"joint_gain": scores.rows(keep).sum()})
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_joint_selector_trains_through_the_loop():
+    method = SelectionMethod("joint", scorer=_PairwiseLoss(), selector=_GreedyJoint())
+    res = train(_model(), method, _data(), _config())
+    assert res.steps == 30 and "joint_gain" in res.records[-1]["selection_stats"]
+    assert "score_mean" not in res.records[-1]["selection_stats"]  # no per-example scores
+
+
+class _ConstantStat:
+    def select(self, scores, k):
+        return Selection(torch.topk(scores, k).indices, stats={"one": torch.ones(())})
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_selection_stats_average_over_the_steps_that_selected():
+    from siftdata.online import ScoreAfter
+
+    method = SelectionMethod("s", LearnerLoss(), _ConstantStat(), policy=ScoreAfter(25))
+    res = train(_model(), method, _data(), _config())
+    assert res.records[-1]["selection_stats"]["one"] == 1.0  # 5 scoring steps of the last 10
+    assert res.records[-2]["selection_stats"] == {}  # steps 11-20 never scored
+
+
+def test_the_loop_keeps_a_frozen_batchnorm_frozen():
+    model = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    model[1].eval()  # frozen by the user: running statistics must not move
+    before = model[1].running_mean.clone()
+    train(model, _method("learnability"), _data(), _config())
+    assert not model[1].training and model.training
+    assert torch.equal(model[1].running_mean, before)

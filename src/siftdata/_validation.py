@@ -17,6 +17,7 @@ __all__ = [
     "check_same_length",
     "check_int_range",
     "check_bool",
+    "canonical_device",
 ]
 
 
@@ -111,6 +112,14 @@ def check_int_range(x: int, name: str, *, low: int, high: int | None = None) -> 
         upper = "inf)" if high is None else f"{high}]"
         raise ValueError(f"{name} must be in [{low}, {upper}, got {x}")
     return x
+
+
+def canonical_device(device: torch.device | str) -> torch.device:
+    """``device`` with its index: a bare ``cuda`` means the current CUDA device."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def check_bool(x: bool, name: str) -> bool:

@@ -20,10 +20,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_identity", "CheckpointError"]
+__all__ = [
+    "RESTART_HINT",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_identity",
+    "global_rng_state",
+    "set_global_rng_state",
+]
 
 _MAGIC = b"SIFTDATA-CHECKPOINT 1 sha256="
-_HINT = "delete it (or use another output folder) to start afresh"
+RESTART_HINT = "delete it (or use another output folder) to start afresh"
+_HINT = RESTART_HINT
 
 
 class CheckpointError(ValueError):
@@ -47,13 +56,22 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, expect_format: int | None = None) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, on the CPU.
+
+    Parameters
+    ----------
+    path:
+        The checkpoint file.
+    expect_format:
+        If given, the state's ``"format"`` entry must equal it (a state written by another
+        version of the training loop is refused rather than misread).
 
     Raises
     ------
     CheckpointError
-        If the file is empty, truncated, corrupt (checksum mismatch) or not a siftdata checkpoint.
+        If the file is empty, truncated, corrupt (checksum mismatch), not a siftdata checkpoint,
+        or of another format.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -72,6 +90,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} could not be read ({err}); {_HINT}") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a siftdata training state; {_HINT}")
+    if expect_format is not None and state.get("format") != expect_format:
+        raise CheckpointError(
+            f"{path} holds a training state of format {state.get('format')!r}, and this version "
+            f"of siftdata reads format {expect_format}; {_HINT}"
+        )
     return state
 
 
@@ -108,3 +131,19 @@ def check_identity(saved: Any, current: dict[str, Any], path: str | os.PathLike)
             + ("; ..." if len(diffs) > 8 else "")
             + f". Use the same options to resume, or {_HINT}."
         )
+
+
+def global_rng_state() -> dict[str, Any]:
+    """The global CPU (and, if initialised, CUDA) RNG states: dropout and the like draw from them."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`global_rng_state`; CUDA states only onto as many CUDA devices as were saved."""
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

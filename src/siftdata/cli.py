@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._cli_args import add_config_options, config_from_args
 from .bench.noisy_fmnist import NoisyFmnistConfig
-from .bench.sweep import SweepConfig
+from .bench.sweep import SweepConfig, check_options
 from .online import SelectionConfig, parse_method
 from .train import TrainConfig
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo, TrainConfig, include=("steps", "progress"), defaults={"steps": DEMO_STEPS}
     )
     add_config_options(demo, NoisyFmnistConfig, include=("device",))
-    bench = sub.add_parser("bench", help="run a benchmark scenario (see shared/BENCHMARKS.md)")
+    bench = sub.add_parser("bench", help="run a benchmark scenario (see docs/benchmarks.md)")
     bench.add_argument("scenario", choices=("noisy-fmnist",))
     _add_out(bench, None)
     _add_run_options(bench, bench=True)
@@ -97,6 +97,9 @@ def _bench(args: argparse.Namespace) -> int:
         "train_cfg": config_from_args(TrainConfig, args),
         "selection": config_from_args(SelectionConfig, args),
     }
+    sweep = configs["sweep"]
+    budgets = (*sweep.budgets, *sweep.uniform_budgets)
+    check_options(configs["scenario"], configs["train_cfg"], sweep.methods, budgets)
     with run_folder_lock(_out(args)) as out:
         run_noisy_fmnist(out, **configs)
         _print_summary(out)
@@ -133,6 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         "selection": config_from_args(SelectionConfig, args),
     }
     parse_method(args.method)
+    check_options(configs["scenario"], configs["train_cfg"], (args.method,))
     with run_folder_lock(_out(args)) as out:
         result = train_single(out, method=args.method, **configs)
     last = result.records[-1]

@@ -1,10 +1,12 @@
 """Find host syncs: tensor operations that make the CPU wait for the device.
 
-On a GPU, ``.item()``, ``float(t)``, ``bool(t)``, ``torch.equal`` and data-dependent output shapes
-(``nonzero``, boolean-mask indexing, ``unique``) wait for every queued kernel, stalling the
-pipeline. :func:`count_host_syncs` records them on any device — on the CPU too, where they cost
-nothing but show what would stall a GPU — so a test can assert a training step makes none.
-Conversions that bypass the dispatcher (``.tolist()``, ``.numpy()``) are not seen.
+On a GPU, ``.item()``, ``float(t)``, ``bool(t)``, ``torch.equal``, data-dependent output shapes
+(``nonzero``, boolean-mask indexing, ``unique``) and copies between the host and the device wait
+for queued work, stalling the pipeline. :func:`count_host_syncs` records them on any device — on
+the CPU too, where the first kinds cost nothing but show what would stall a GPU — so a test can
+assert a training step makes none. Copies are counted when source and destination device types
+differ (so only where a device exists). Conversions that bypass the dispatcher (``.numpy()`` of
+a CPU tensor) are not seen.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ SYNCING_OPS = frozenset(
 """Operators that return data to the host or size their output by the data."""
 
 
+def _crosses_devices(func: Any, args: tuple, kwargs: dict) -> bool:
+    """A copy between device types (``.to``, ``.cpu()``, ``.cuda()``, ``copy_``)."""
+    if func is _aten._to_copy.default:
+        target = kwargs.get("device")
+        return target is not None and torch.device(target).type != args[0].device.type
+    if func is _aten.copy_.default:
+        return args[0].device.type != args[1].device.type
+    return False
+
+
 def _is_bool_index(func: Any, args: tuple) -> bool:
     if func is not _aten.index.Tensor or len(args) < 2:
         return False
@@ -55,9 +67,14 @@ class HostSyncCounter(TorchDispatchMode):
         return sum(self.counts.values())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in SYNCING_OPS or _is_bool_index(func, args):
+        kwargs = kwargs or {}
+        if (
+            func in SYNCING_OPS
+            or _is_bool_index(func, args)
+            or _crosses_devices(func, args, kwargs)
+        ):
             self.counts[str(func.overloadpacket.__name__)] += 1
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
 
 @contextmanager

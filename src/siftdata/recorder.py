@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._modes import eval_mode
 from .ledger import ComputeLedger
 
 __all__ = [
@@ -44,18 +45,14 @@ def evaluate(
     model: nn.Module, inputs: Tensor, labels: Tensor, *, batch_size: int = 2048
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``(inputs, labels)``, in eval mode."""
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), device=inputs.device)
     total_loss = torch.zeros((), device=inputs.device)
-    try:
+    with eval_mode(model):
         for start in range(0, inputs.shape[0], batch_size):
             logits = model(inputs[start : start + batch_size])
             y = labels[start : start + batch_size]
             correct += (logits.argmax(1) == y).sum()
             total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
-    finally:
-        model.train(was_training)
     n = inputs.shape[0]
     return {"test_acc": float(correct) / n, "test_loss": float(total_loss) / n}
 
@@ -109,7 +106,10 @@ class Recorder:
         self.records: list[dict[str, Any]] = []
         zero = torch.zeros((), device=device)
         self.corrupted = zero.long()
-        self.stat_sums: dict[str, Tensor] = {}
+        self.stat_sums: dict[
+            str, Tensor
+        ] = {}  # since the last record, with how many steps had each
+        self.stat_counts: dict[str, int] = {}
         # Per-step losses are written to a buffer (one op per step) and reduced at evaluations,
         # checkpoints, or when the buffer fills: into a loss sum, and the first step whose loss was
         # NaN or inf (-1 if none), all on the device.
@@ -128,8 +128,10 @@ class Recorder:
         if self.is_corrupted is not None:
             self.corrupted += self.is_corrupted.index_select(0, positions).sum()
         for name, value in stats.items():
+            value = value.detach().float()
             total = self.stat_sums.get(name)
-            self.stat_sums[name] = value.detach().float() if total is None else total + value
+            self.stat_sums[name] = value if total is None else total + value
+            self.stat_counts[name] = self.stat_counts.get(name, 0) + 1
 
     def _fold(self) -> None:
         """Reduce the loss buffer into the loss sum and the first non-finite step (no sync)."""
@@ -177,10 +179,12 @@ class Recorder:
             "flops_by_phase": {p: totals[p]["flops"] for p in totals},
             "seconds_by_phase": {p: totals[p]["seconds"] for p in totals},
             "mislabeled_selected": self._mislabeled_share(trained),
-            "selection_stats": {k: float(v) / self.window for k, v in self.stat_sums.items()},
+            "selection_stats": {
+                k: float(v) / self.stat_counts[k] for k, v in self.stat_sums.items()
+            },
         }
         self.loss_sum.zero_()
-        self.window, self.stat_sums = 0, {}
+        self.window, self.stat_sums, self.stat_counts = 0, {}, {}
         self.records.append(rec)
         return rec
 
@@ -200,6 +204,7 @@ class Recorder:
             "loss_sum": self.loss_sum,
             "window": self.window,
             "stat_sums": self.stat_sums,
+            "stat_counts": self.stat_counts,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -211,6 +216,7 @@ class Recorder:
         self.filled, self.buffered_from = 0, int(state["buffered_from"])
         self.window = int(state["window"])
         self.stat_sums = {k: v.to(device) for k, v in state["stat_sums"].items()}
+        self.stat_counts = {k: int(v) for k, v in state["stat_counts"].items()}
 
 
 def write_records(path: str | Path | None, records: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._modes import eval_mode
 from ._seeding import derive_seed
 from ._validation import check_fraction, check_int_range, check_positive, check_same_length
 from .ledger import ComputeLedger
@@ -85,23 +86,19 @@ def _eval_pass(
     temperature: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Per-example losses of ``logits / temperature`` and correctness, in eval mode, no grad."""
-    device, was_training = _device(model), model.training
-    model.eval()
+    device = _device(model)
     losses, correct = [], []
-    try:
-        with torch.no_grad():
-            for start in range(0, inputs.shape[0], batch_size):
-                x = inputs[start : start + batch_size].to(device, non_blocking=True)
-                y = labels[start : start + batch_size].to(device, non_blocking=True)
-                if ledger is None:
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, inputs.shape[0], batch_size):
+            x = inputs[start : start + batch_size].to(device, non_blocking=True)
+            y = labels[start : start + batch_size].to(device, non_blocking=True)
+            if ledger is None:
+                logits = model(x)
+            else:
+                with ledger.track("reference_train", ("eval", tuple(x.shape))):
                     logits = model(x)
-                else:
-                    with ledger.track("reference_train", ("eval", tuple(x.shape))):
-                        logits = model(x)
-                losses.append(F.cross_entropy(logits.float() / temperature, y, reduction="none"))
-                correct.append(logits.argmax(dim=-1) == y)
-    finally:
-        model.train(was_training)
+            losses.append(F.cross_entropy(logits.float() / temperature, y, reduction="none"))
+            correct.append(logits.argmax(dim=-1) == y)
     return torch.cat(losses), torch.cat(correct)
 
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import check_finite, check_int_range, check_k, check_positive, check_vector
+from ._validation import (
+    canonical_device,
+    check_finite,
+    check_int_range,
+    check_k,
+    check_positive,
+    check_vector,
+)
 
 __all__ = [
     "top_k",
@@ -31,7 +38,9 @@ def _check_scores(scores: Tensor, k: int, check_values: bool) -> None:
 
 
 def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    if generator is not None and generator.device.type != device.type:
+    if generator is None or generator.device == device:
+        return
+    if canonical_device(generator.device) != canonical_device(device):
         raise ValueError(
             f"generator lives on {generator.device} but the scores are on {device}; "
             "create the generator on the scores' device"

@@ -41,7 +41,8 @@ class SuperBatchStream:
         with the same order).
     device : torch.device or str
         Where the positions are handed out. Each epoch's order is drawn on the CPU and copied to
-        the device once; a call slices it there, with no host round-trip.
+        the device once per epoch (from pinned memory, asynchronously, on CUDA); a call slices it
+        there, with no host round-trip.
     max_size : int, optional
         The largest ``size`` that will be asked for (checked here, so a too-large super-batch
         fails before training starts).
@@ -58,7 +59,12 @@ class SuperBatchStream:
 
     def _shuffle(self) -> None:
         self.order_cpu = torch.randperm(self.n, generator=self.generator)
-        self.order = self.order_cpu.to(self.device, non_blocking=True)
+        self.order = self._to_device(self.order_cpu)
+
+    def _to_device(self, order: Tensor) -> Tensor:
+        if self.device.type != "cuda":
+            return order.to(self.device)
+        return order.pin_memory().to(self.device, non_blocking=True)
 
     def next(self, size: int) -> Tensor:
         """The next ``size`` positions (a new epoch starts when fewer than ``size`` remain)."""
@@ -86,5 +92,5 @@ class SuperBatchStream:
             )
         self.generator.set_state(state["generator"].to("cpu"))
         self.order_cpu = state["order"].to("cpu").clone()
-        self.order = self.order_cpu.to(self.device)
+        self.order = self._to_device(self.order_cpu)
         self.cursor, self.epoch = int(state["cursor"]), int(state["epoch"])

@@ -12,9 +12,10 @@ counted by a :class:`~siftdata.ledger.ComputeLedger`; nothing in a step waits fo
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,135 +24,30 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import schedules
-from ._config import check_bool, check_choice, check_float_field, check_int_field, option
 from ._seeding import derive_seed
-from .checkpoint import CheckpointError, check_identity, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    RESTART_HINT,
+    CheckpointError,
+    check_identity,
+    global_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_global_rng_state,
+)
 from .ledger import ComputeLedger
 from .online.methods import SelectionMethod
-from .online.step import LossFn, forward_for_scoring
+from .online.step import LossFn, choose, forward_for_scoring
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
 from .scores import per_example_loss
 from .sources import BatchSource, SuperBatchStream
 from .store import dataset_fingerprint
+from .train_config import WATCH_OPTIONS, ReferenceCost, TrainConfig, TrainData
 
 __all__ = ["TrainConfig", "TrainData", "ReferenceCost", "TrainResult", "default_optimizer", "train"]
 
-# Options that change only how a run is watched, not what it computes: free to differ on resume.
-_NOT_IDENTITY = ("progress", "checkpoint_every", "eval_every", "eval_batch_size", "check_values")
-
-
-@dataclass
-class TrainConfig:
-    """Options of :func:`train` (the CLI's options of the same names come from here)."""
-
-    steps: int = option(3000, "learner update steps")
-    batch_size: int = option(64, "b: examples per update step")
-    super_batch_factor: float = option(
-        10.0, "B / b: the super-batch a selecting method scores (uniform draws b)"
-    )
-    lr: float = option(1e-3, "AdamW's base learning rate")
-    weight_decay: float = option(1e-2, "AdamW's weight decay")
-    schedule: str = option(
-        "constant",
-        "LR schedule: constant, or cosine/linear decay to 0 at the run's last step",
-        choices=schedules.SCHEDULES,
-    )
-    warmup_steps: int = option(0, "linear LR warm-up steps")
-    eval_every: int = option(100, "evaluate every this many steps (and at the first and last)")
-    eval_batch_size: int = option(2048, "batch size of evaluation forwards")
-    seed: int = option(0, "base seed (data order, initialisation and selection derive from it)")
-    checkpoint_every: int = option(500, "steps between checkpoints (0: none)")
-    check_values: bool = option(
-        False, "check every step's values (finite scores and losses, label range): host syncs"
-    )
-    progress: bool = option(True, "show progress bars")
-
-    def __post_init__(self) -> None:
-        check_int_field(self.steps, "steps", low=1)
-        check_int_field(self.batch_size, "batch_size", low=1)
-        check_float_field(self.super_batch_factor, "super_batch_factor", low=1.0)
-        check_float_field(self.lr, "lr", low=0.0, low_open=True)
-        check_float_field(self.weight_decay, "weight_decay", low=0.0)
-        check_choice(self.schedule, "schedule", schedules.SCHEDULES)
-        check_int_field(self.warmup_steps, "warmup_steps", low=0, high=self.steps - 1)
-        check_int_field(self.eval_every, "eval_every", low=1)
-        check_int_field(self.eval_batch_size, "eval_batch_size", low=1)
-        check_int_field(self.seed, "seed", low=0)
-        check_int_field(self.checkpoint_every, "checkpoint_every", low=0)
-        check_bool(self.check_values, "check_values")
-        check_bool(self.progress, "progress")
-
-    def super_batch_size(self, method: SelectionMethod) -> int:
-        """``B`` for ``method``: ``round(super_batch_factor · b)``, or ``b`` if it never scores."""
-        if not method.selects:
-            return self.batch_size
-        big_b = round(self.super_batch_factor * self.batch_size)
-        if big_b <= self.batch_size:
-            raise ValueError(
-                f"super_batch_factor {self.super_batch_factor} gives a super-batch of {big_b} "
-                f"for b = {self.batch_size}: {method.name!r} would pay for scoring and select "
-                "nothing; use a factor with round(factor · b) > b, or the uniform method"
-            )
-        return big_b
-
-
-@dataclass
-class TrainData:
-    """In-memory training data. Example ids are positions ``0 … N−1`` of the pool unless given."""
-
-    inputs: Tensor
-    labels: Tensor
-    test_inputs: Tensor
-    test_labels: Tensor
-    ids: Tensor | None = None
-    """Example ids (what cached scores are keyed by), unique integers, one per pool example."""
-    is_corrupted: Tensor | None = None
-    """Which pool labels were corrupted (known in benchmarks), to report the mislabeled share."""
-
-    def __post_init__(self) -> None:
-        n = self.inputs.shape[0]
-        if self.labels.shape != (n,):
-            raise ValueError(
-                f"labels must have shape ({n},) to match inputs, got {tuple(self.labels.shape)}"
-            )
-        if self.test_labels.shape != (self.test_inputs.shape[0],):
-            raise ValueError("test_labels must have one label per test input")
-        if self.ids is None:
-            self.ids = torch.arange(n, device=self.inputs.device)
-        if self.ids.shape != (n,) or self.ids.is_floating_point():
-            raise ValueError(f"ids must be integers of shape ({n},), got {tuple(self.ids.shape)}")
-        if self.is_corrupted is not None and self.is_corrupted.shape != (n,):
-            raise ValueError(f"is_corrupted must have shape ({n},)")
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-    def to(self, device: torch.device | str) -> TrainData:
-        """A copy with every tensor on ``device`` (no copy for tensors already there)."""
-        move = {k: v.to(device) for k, v in asdict_shallow(self).items() if v is not None}
-        return replace(self, **move)
-
-    def num_classes(self) -> int:
-        """``max(label) + 1`` (one host sync)."""
-        return int(self.labels.max()) + 1
-
-
-def asdict_shallow(data: TrainData) -> dict[str, Any]:
-    """The fields of ``data`` without deep-copying its tensors (unlike :func:`dataclasses.asdict`)."""
-    return {name: getattr(data, name) for name in data.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class ReferenceCost:
-    """One-off costs of a reference model, charged to a run that uses its cached losses."""
-
-    forward_flops: int = 0
-    """Filling the cache (a forward over the pool): counted in the run's compute."""
-    forward_seconds: float = 0.0
-    train_flops: int = 0
-    """Training the reference: reported separately, added in the end-to-end figures."""
-    train_seconds: float = 0.0
+CHECKPOINT_FORMAT = 1
+"""Version of the training state a checkpoint holds; another version is refused, not misread."""
 
 
 @dataclass
@@ -175,7 +71,7 @@ class _Loop:
         self.loss_fn: LossFn = parts["loss_fn"]
         self.ledger: ComputeLedger = parts["ledger"]
         self.recorder: Recorder = parts["recorder"]
-        self.super_batch = config.super_batch_size(method)
+        self.super_batch = config.super_batch_size(selects=method.selects, name=repr(method.name))
         self.ids_are_positions = torch.equal(
             data.ids, torch.arange(len(data), device=data.ids.device)
         )
@@ -230,11 +126,10 @@ class _Loop:
     def _select(self, batch) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         m = self.method
         scores = m.scorer(batch)
-        if self.config.check_values:
+        if self.config.check_values and isinstance(scores, Tensor):
             _check_step_values(scores, "scores", self.step)
-        selection = m.selector.select(scores, self.config.batch_size)
-        stats = {**selection.stats, **selection.score_stats(scores)}
-        return selection.indices, selection.weights, stats
+        selection = choose(scores, self.config.batch_size, m.selector)
+        return selection.indices, selection.weights, selection.stats
 
     def _update(self, x: Any, y: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
         with self.ledger.track("train", ("train", self.config.batch_size)):
@@ -255,6 +150,7 @@ class _Loop:
 
     def state_dict(self, identity: dict[str, Any]) -> dict[str, Any]:
         return {
+            "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "identity": identity,
             "model": self.model.state_dict(),
@@ -262,7 +158,7 @@ class _Loop:
             "method": self.method.state_dict(),
             "source": self.source.state_dict(),
             "recorder": self.recorder.state_dict(),
-            "rng": _global_rng_state(),
+            "rng": global_rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,7 +167,7 @@ class _Loop:
         self.method.load_state_dict(state["method"])
         self.source.load_state_dict(state["source"])
         self.recorder.load_state_dict(state["recorder"])
-        _set_global_rng_state(state["rng"])
+        set_global_rng_state(state["rng"])
         self.step = int(state["step"])
 
 
@@ -284,44 +180,32 @@ def _check_step_values(values: Tensor, what: str, step: int) -> None:
         )
 
 
-def _global_rng_state() -> dict[str, Any]:
-    """The global CPU (and, if initialised, CUDA) RNG states: dropout and the like draw from them."""
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_global_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-
-
 def _identity(model, method, data: TrainData, config: TrainConfig, extra) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: options, data, model shapes, method."""
-    options = {k: v for k, v in asdict(config).items() if k not in _NOT_IDENTITY}
+    options = {k: v for k, v in asdict(config).items() if k not in WATCH_OPTIONS}
     if config.schedule == "constant":  # a constant-LR run may be extended with more steps
         options.pop("steps")
     return {
-        "method": method.name,
+        "method": method.describe(),
         "train": options,
-        "data": dataset_fingerprint(data.labels.cpu(), data.inputs.cpu()),
+        "data": dataset_fingerprint(data.labels, data.inputs),
         "model": {k: list(v.shape) for k, v in model.state_dict().items()},
         **(extra or {}),
     }
 
 
 def _resume(loop: _Loop, path: Path, identity: dict[str, Any]) -> int:
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, expect_format=CHECKPOINT_FORMAT)
     check_identity(state.get("identity"), identity, path)
     if int(state["step"]) > loop.config.steps:
         raise CheckpointError(
             f"{path} is at step {state['step']}, past steps={loop.config.steps}; give at least "
             f"{state['step']} steps to continue it, or use another output folder"
         )
-    loop.load_state_dict(state)
+    try:
+        loop.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} could not be restored ({err}); {RESTART_HINT}") from err
     print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
     return loop.step
 
@@ -408,37 +292,48 @@ def train(
     device = _device_of(model)
     data = data.to(device)
     _check_cached_ids(method, data)
+    parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
+    loop = _Loop(model, method, data, config, parts)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    run_id = _identity(model, method, data, config, identity) if ckpt is not None else None
+    with _on_device(device), contextlib.ExitStack() as stack:
+        if ckpt is not None:
+            stack.enter_context(run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"))
+        return _run(loop, ckpt, run_id, metrics_path, on_step, reference_cost)
+
+
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make ``device`` the current CUDA device (where timing events and bare "cuda" tensors go)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags):
+    """The loop's swappable parts, with their defaults."""
     ledger = ComputeLedger(device=device)
-    evaluator = evaluator or ClassificationEvaluator(
-        data.test_inputs, data.test_labels, batch_size=config.eval_batch_size
-    )
-    parts = {
+    super_batch = config.super_batch_size(selects=method.selects, name=repr(method.name))
+    return {
         "optimizer": optimizer or default_optimizer(model, config),
         "source": source
         or SuperBatchStream(
             len(data),
             seed=derive_seed(config.seed, "super-batch-order"),
             device=device,
-            max_size=config.super_batch_size(method),
+            max_size=super_batch,
         ),
         "loss_fn": loss_fn,
         "ledger": ledger,
         "recorder": Recorder(
             ledger=ledger,
-            evaluator=evaluator,
+            evaluator=evaluator
+            or ClassificationEvaluator(
+                data.test_inputs, data.test_labels, batch_size=config.eval_batch_size
+            ),
             device=device,
             batch_size=config.batch_size,
             is_corrupted=data.is_corrupted,
             tags={"method": method.name, "seed": config.seed, **(tags or {})},
         ),
     }
-    loop = _Loop(model, method, data, config, parts)
-    run_id = _identity(model, method, data, config, identity)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if ckpt is None:
-        return _run(loop, None, run_id, metrics_path, on_step, reference_cost)
-    with run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"):
-        return _run(loop, ckpt, run_id, metrics_path, on_step, reference_cost)
 
 
 def _start(loop: _Loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
@@ -461,7 +356,8 @@ def _start(loop: _Loop, ckpt: Path | None, run_id, reference_cost) -> int | None
 def _run(loop: _Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> TrainResult:
     config, model = loop.config, loop.model
     resumed_from = _start(loop, ckpt, run_id, reference_cost)
-    model.train()
+    if not model.training:  # a partly frozen model (e.g. BatchNorm in eval) stays as it is
+        model.train()
     bar = tqdm(
         total=config.steps,
         initial=loop.step,

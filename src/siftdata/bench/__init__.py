@@ -1,4 +1,4 @@
-"""Benchmark scenarios (shared/BENCHMARKS.md), their statistics, the budget sweep and the report."""
+"""Benchmark scenarios (docs/benchmarks.md), their statistics, the budget sweep and the report."""
 
 from .budget import compute_multiplier, summarize_budget_sweep
 from .summary import TARGET_RULE, summarize

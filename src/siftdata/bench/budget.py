@@ -113,14 +113,18 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
+def _base_of(run: list[dict], budget: float) -> int:
+    """A run's base step count: its ``base_steps`` tag, else ``steps_budget / budget`` rounded."""
+    last = run[-1]
+    if "base_steps" in last:
+        return int(last["base_steps"])
+    return round(last.get("steps_budget", last["step"]) / budget)
+
+
 def _base_steps(runs: dict) -> int:
-    """``steps_budget / budget``, the same for every run (the last step if there is no
-    ``steps_budget``)."""
-    bases = {
-        round(run[-1].get("steps_budget", run[-1]["step"]) / budget)
-        for (_, _, budget), run in runs.items()
-        if budget > 0
-    }
+    """The base step count, the same for every run (runs have ``round(budget · base)`` steps, so
+    ``steps_budget / budget`` alone can be off by one: the records carry ``base_steps``)."""
+    bases = {_base_of(run, budget) for (_, _, budget), run in runs.items() if budget > 0}
     if len(bases) != 1:
         raise ValueError(
             f"the runs disagree on the base step count (steps_budget / budget): {bases}"

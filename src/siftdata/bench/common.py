@@ -25,8 +25,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> nn.Module:
-    """Build model ``name`` with initial weights fixed by ``seed``, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
+    """Build model ``name`` with initial weights fixed by ``seed``, leaving the global RNGs (CPU
+    and every CUDA device's, which ``manual_seed`` reseeds too) as they were."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         model = build_model(name, width=width)
     return model.to(device)

@@ -1,4 +1,4 @@
-"""Scenario ``noisy-fmnist`` (shared/BENCHMARKS.md §1): the data and the reference model.
+"""Scenario ``noisy-fmnist`` (docs/benchmarks.md): the data and the reference model.
 
 The 60k training images are split into a 50k pool and a 10k holdout (fixed seed); symmetric label
 noise at rate ``noise`` is injected into the pool. The reference ("irreducible loss") model is trained
@@ -10,7 +10,6 @@ reused only when every reference option matches. Test accuracy is on the clean 1
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from ..reference import (
 )
 from ..store import ScoreTable, dataset_fingerprint
 from ..train import ReferenceCost, TrainData
-from .common import DEVICES, forward_flops_per_example, resolve_device, seeded_model
+from .common import DEVICES, resolve_device, seeded_model
 
 __all__ = [
     "NoisyFmnistConfig",
@@ -234,17 +233,19 @@ def reference_for(
     """The reference-loss cache in ``out/reference_cache`` (trained if absent) and its costs.
 
     The cache fill is charged at the FLOPs and seconds of one learner-sized forward over the pool,
-    measured here the same way in every mode.
+    measured here the same way in every mode (on the run's device, timed like the learner's steps).
     """
     table = _load_or_train(cfg, d, out, seed, progress)
     info = dict(table.manifest.get("meta") or {})
-    probe = seeded_model(cfg.model, seed=0, device=resolve_device(cfg.device))
-    fwd = forward_flops_per_example(probe, d["pool_x"][0].to(resolve_device(cfg.device)))
-    start = time.perf_counter()
-    compute_losses(probe, d["pool_x"], d["pool_y"])
+    device = resolve_device(cfg.device)
+    probe = seeded_model(cfg.model, seed=0, device=device)
+    ledger = ComputeLedger(device=device)
+    with ledger.track("reference", ("cache-fill",)):
+        compute_losses(probe, d["pool_x"], d["pool_y"])
+    fill = ledger.totals()["reference"]
     cost = ReferenceCost(
-        forward_flops=int(fwd * d["pool_x"].shape[0]),
-        forward_seconds=time.perf_counter() - start,
+        forward_flops=int(fill["flops"]),
+        forward_seconds=float(fill["seconds"]),
         train_flops=int(info.get("train_flops", 0)),
         train_seconds=float(info.get("train_seconds", 0.0)),
     )

@@ -1,6 +1,6 @@
 """Honest statistics over per-evaluation records: targets, costs to target, speedups.
 
-The rules of shared/BENCHMARKS.md.
+The rules of docs/benchmarks.md (the team protocol, BENCHMARKS.md).
 
 Input: one record (a dict) per evaluation of one run, with at least ``method``, ``seed``, ``step``,
 ``test_acc``, ``flops``, ``flops_end_to_end``, ``seconds``, ``seconds_by_phase`` and

@@ -80,15 +80,15 @@ def check_options(
 ) -> None:
     """Checks across option groups, before any data is loaded or reference trained."""
     selecting = [m for m in methods if parse_method(m).selects]
-    big_b = round(train_cfg.super_batch_factor * train_cfg.batch_size)
-    if selecting and big_b <= train_cfg.batch_size:
-        raise ValueError(
-            f"super_batch_factor {train_cfg.super_batch_factor} gives B = {big_b} for b = "
-            f"{train_cfg.batch_size}: {', '.join(selecting)} would select nothing"
-        )
-    if (big_b if selecting else train_cfg.batch_size) > scenario.pool_size:
+    big_b = train_cfg.super_batch_size(selects=bool(selecting), name=", ".join(selecting))
+    if big_b > scenario.pool_size:
         raise ValueError(
             f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
+        )
+    if len(budgets) > 1 and train_cfg.schedule == "constant":
+        raise ValueError(
+            "a budget sweep needs a learning rate decayed to each budget (--schedule cosine or "
+            "linear); with a constant one every budget is a prefix of the same run"
         )
     shortest = min(round(b * train_cfg.steps) for b in budgets)
     if shortest < 1:
@@ -100,7 +100,8 @@ def check_options(
         )
 
 
-def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list[dict]:
+def _learner(name: str, seed: int, d: dict, ref, scenario, selection):
+    """The method (its selector seeded for this run), a fresh learner, and the reference cost."""
     device = resolve_device(scenario.device)
     spec = parse_method(name)
     method = build_method(
@@ -113,16 +114,14 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list
         device=device,
     )
     model = seeded_model(scenario.model, seed=derive_seed(seed, "learner-init"), device=device)
+    return method, model, (ref.cost if spec.uses_reference else None)
+
+
+def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list[dict]:
+    method, model, cost = _learner(name, seed, d, ref, scenario, selection)
     config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
-    result = train(
-        model,
-        method,
-        train_data(d),
-        config,
-        reference_cost=ref.cost if spec.uses_reference else None,
-        tags={"budget": budget, "steps_budget": config.steps},
-    )
-    return result.records
+    tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
+    return train(model, method, train_data(d), config, reference_cost=cost, tags=tags).records
 
 
 def run_noisy_fmnist(
@@ -193,35 +192,21 @@ def train_single(
     cache in ``out`` is reused. A checkpoint from other options is refused, naming them.
     """
     check_options(scenario, train_cfg, (method,))
-    spec = parse_method(method)
     d = prepare_data(scenario, train_cfg.seed)
-    ref = (
-        reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-        if spec.uses_reference
-        else None
-    )
-    device = resolve_device(scenario.device)
-    built = build_method(
-        spec,
-        config=selection,
-        reference=ref.table if ref else None,
-        example_ids=len(d["pool_y"]),
-        num_classes=NUM_CLASSES,
-        seed=derive_seed(train_cfg.seed, "selector"),
-        device=device,
-    )
-    model = seeded_model(
-        scenario.model, seed=derive_seed(train_cfg.seed, "learner-init"), device=device
-    )
+    ref = None
+    if parse_method(method).uses_reference:
+        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+    built, model, cost = _learner(method, train_cfg.seed, d, ref, scenario, selection)
     identity = {"scenario": {k: v for k, v in asdict(scenario).items() if k != "device"}}
     identity["selection"] = asdict(selection)
+    tags = {"budget": 1.0, "steps_budget": train_cfg.steps, "base_steps": train_cfg.steps}
     return train(
         model,
         built,
         train_data(d),
         train_cfg,
-        reference_cost=ref.cost if ref else None,
-        tags={"budget": 1.0, "steps_budget": train_cfg.steps},
+        reference_cost=cost,
+        tags=tags,
         identity=identity,
         metrics_path=out / "metrics.jsonl",
         checkpoint_path=out / "checkpoint.pt",

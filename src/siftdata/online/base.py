@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._seeding import derive_seed
+from .._validation import canonical_device
 
 __all__ = ["Selection", "Selector", "JointSelector", "PairwiseScores", "GeneratorOwner"]
 
@@ -117,7 +118,7 @@ class GeneratorOwner:
     """
 
     def __init__(self, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.seed = int(seed)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)

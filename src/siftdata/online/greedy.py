@@ -32,6 +32,9 @@ class TopKSelector:
     def state_dict(self) -> dict:
         return {}
 
+    def __repr__(self) -> str:
+        return "TopKSelector()"
+
     def load_state_dict(self, state: dict) -> None:
         return None
 
@@ -52,3 +55,6 @@ class UniformSelector(GeneratorOwner):
             scores.shape[0], k, generator=self.generator, device=scores.device
         )
         return Selection(indices=indices)
+
+    def __repr__(self) -> str:
+        return f"UniformSelector(seed={self.seed})"

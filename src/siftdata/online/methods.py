@@ -71,7 +71,10 @@ METHOD_NAMES = (
     "hard-learner",
     "easy-reference",
     "learnability",
-    *list(_BASE_METHODS)[3:],
+    "learnability-topk",
+    "learnability-sampled",
+    "selective-backprop",
+    "rank",
 )
 """The named methods (``learnability`` means :data:`DEFAULT_LEARNABILITY`); any that ranks by
 learner loss also takes :data:`STALE_SUFFIX`."""
@@ -190,6 +193,15 @@ class SelectionMethod:
     def needs_forward(self) -> bool:
         """Whether scoring runs a learner forward over the super-batch."""
         return self.scorer is not None and needs_forward(self.scorer)
+
+    def describe(self) -> dict[str, str]:
+        """What the method is, option by option (no state, no device): a resumed run must match."""
+        return {
+            "name": self.name,
+            "scorer": repr(self.scorer),
+            "selector": repr(self.selector),
+            "policy": repr(self.policy),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         if self.scorer is None:

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._config import check_float_field
 from .._validation import check_finite, check_k, check_vector
 from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
@@ -40,10 +41,7 @@ class RankSelector(GeneratorOwner):
         check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
-        if not selection_pressure >= 1.0 or math.isinf(selection_pressure):
-            raise ValueError(
-                f"selection_pressure must be a finite number >= 1, got {selection_pressure}"
-            )
+        check_float_field(selection_pressure, "selection_pressure", low=1.0)
         self.selection_pressure = float(selection_pressure)
         self.check_values = check_values
 
@@ -66,3 +64,6 @@ class RankSelector(GeneratorOwner):
             check_finite(scores, "scores")
         indices = gumbel_top_k(self.rank_log_weights(scores), k, generator=self.generator)
         return Selection(indices=indices)
+
+    def __repr__(self) -> str:
+        return f"RankSelector(selection_pressure={self.selection_pressure}, seed={self.seed})"

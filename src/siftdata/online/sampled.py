@@ -81,5 +81,11 @@ class SoftmaxSampler(GeneratorOwner):
             check_finite(scores, "scores")
         tau = self.temperature_for(scores)
         indices = gumbel_top_k(scores, k, temperature=tau, generator=self.generator)
-        stats = {"temperature": tau if isinstance(tau, Tensor) else scores.new_tensor(tau)}
-        return Selection(indices=indices, stats=stats)
+        if not isinstance(tau, Tensor):  # a fill on the device, not a host-to-device copy
+            tau = torch.full((), tau, dtype=scores.dtype, device=scores.device)
+        return Selection(indices=indices, stats={"temperature": tau})
+
+    def __repr__(self) -> str:
+        if self.temperature is not None:
+            return f"SoftmaxSampler(temperature={self.temperature}, seed={self.seed})"
+        return f"SoftmaxSampler(temperature_scale={self.temperature_scale}, seed={self.seed})"

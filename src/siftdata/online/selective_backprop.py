@@ -79,6 +79,10 @@ class SelectiveBackpropSelector(GeneratorOwner):
         stats = {"expected_kept": keep.sum()}
         return Selection(indices=indices, stats=stats)
 
+    def __repr__(self) -> str:
+        size = self.history.numel()
+        return f"SelectiveBackpropSelector(beta={self.beta}, history_size={size}, seed={self.seed})"
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(history=self.history.clone(), filled=self.filled, cursor=self.cursor)

@@ -21,11 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._modes import eval_mode
 from ..scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
 from ..scores import per_example_loss
-from .base import Selection, Selector
+from .base import JointSelector, PairwiseScores, Selection, Selector
 
-__all__ = ["LossFn", "scoring_mode", "forward_for_scoring", "select_batch"]
+__all__ = ["LossFn", "scoring_mode", "forward_for_scoring", "choose", "select_batch"]
 
 LossFn = Callable[[Any, Tensor], Tensor]
 """Per-example loss: ``loss_fn(outputs, labels) -> (B,)`` (default: softmax cross-entropy)."""
@@ -33,16 +34,9 @@ LossFn = Callable[[Any, Tensor], Tensor]
 
 @contextmanager
 def scoring_mode(model: nn.Module) -> Iterator[None]:
-    """``eval()`` mode and no autograd for the block; the model's previous mode is restored."""
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
+    """``eval()`` mode and no autograd for the block; every submodule's mode is restored."""
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def forward_for_scoring(
@@ -87,7 +81,7 @@ def select_batch(
     *,
     k: int,
     scorer: Scorer,
-    selector: Selector,
+    selector: Selector | JointSelector,
     loss_fn: LossFn = per_example_loss,
 ) -> Selection:
     """Score a super-batch of ``B`` examples and choose ``k`` of them.
@@ -111,9 +105,19 @@ def select_batch(
         Per-example loss of ``(outputs, labels)``.
     """
     batch = forward_for_scoring(model, inputs, labels, ids, needs=scorer.needs, loss_fn=loss_fn)
-    scores = scorer(batch)
+    return choose(scorer(batch), k, selector)
+
+
+def choose(
+    scores: Tensor | PairwiseScores, k: int, selector: Selector | JointSelector
+) -> Selection:
+    """``selector.select(scores, k)``, with the per-example score means added to its stats.
+
+    Per-example scores (a tensor) go to a :class:`Selector`; :class:`PairwiseScores` to a
+    :class:`JointSelector`, whose selection is returned as it is.
+    """
     selection = selector.select(scores, k)
-    if not isinstance(scores, Tensor):  # pairwise scores (a joint selector): no per-example means
+    if not isinstance(scores, Tensor):
         return selection
     stats = {**selection.stats, **selection.score_stats(scores)}
     return Selection(indices=selection.indices, weights=selection.weights, stats=stats)
