@@ -129,3 +129,18 @@ def test_base_steps_tag_survives_rounding_of_small_budgets():
             r["steps_budget"], r["base_steps"] = round(budget * 30), 30
         records += run
     assert summarize_budget_sweep(records)["base_steps"] == 30
+
+
+def test_lower_bound_uses_uniforms_best_budget_not_its_largest():
+    """On noisy labels a longer uniform run can end worse: its largest budget bounds nothing."""
+    costs, accs = [100, 200, 400, 800], [0.6, 0.7, 0.8, 0.65]
+    assert compute_multiplier(costs, accs, 0.85, 100) == (4.0, ">=")  # 400 / 100, not 800 / 100
+    costs, accs = [100, 200, 400, 800], [0.6, 0.8, 0.8, 0.7]  # best reached first at 200
+    assert compute_multiplier(costs, accs, 0.81, 100) == (2.0, ">=")
+
+
+def test_rows_carry_the_margin_over_uniforms_best():
+    s = summarize_budget_sweep(_sweep_records())
+    best = max(r["final"] for r in s["methods"]["uniform"])
+    for row in s["methods"]["m"]:
+        assert row["vs_uniform_best"] == pytest.approx(row["final"] - best)

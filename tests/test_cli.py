@@ -127,7 +127,7 @@ def test_cli_defaults_come_from_the_configs():
         args.steps == TrainConfig().steps
         and args.checkpoint_every == TrainConfig().checkpoint_every
     )
-    assert build_parser().parse_args(["demo"]).steps == 5000  # the demo's own recipe
+    assert build_parser().parse_args(["demo"]).steps == 4000  # the demo's own recipe
 
 
 def test_malformed_summary_is_a_clear_error(tmp_path, capsys):

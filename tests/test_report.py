@@ -86,12 +86,13 @@ def _sweep_records():
 def test_budget_table_bounds():
     text = format_budget_table({"budget_sweep": summarize_budget_sweep(_sweep_records())})
     rows = _rows(text)
-    cells = ["uniform", "0.5", "0.6000 [0.6000, 0.6000]", "200", "2e+03", "2e+03"]
+    cells = ["uniform", "0.5", "0.6000 [0.6000, 0.6000]", "-0.2000", "200", "2e+03", "2e+03"]
     assert rows[1] == "| " + " | ".join(cells + ["≤ 1.0×"] * 3) + " |"
     assert rows[2].endswith("| 1.00× | 1.00× | 1.00× |")
     # m at 0.5 is below uniform's smallest budget, m at 1.0 above its best
     assert rows[4].endswith("| ≤ 1.0× | ≤ 1.0× | ≤ 1.0× |")
     assert rows[5].endswith("| ≥ 2.0× | ≥ 2.0× | ≥ 2.0× |")
+    assert "| +0.1000 |" in rows[5]  # 0.9 against uniform's best 0.8
 
 
 def _folder(tmp_path, records, summary=None):

@@ -20,6 +20,7 @@ from siftdata.recorder import DivergedError
 from siftdata.scorers import LearnerLoss
 from siftdata.store import ScoreTable
 from siftdata.train import ReferenceCost, TrainConfig, TrainData, train
+from test_step import _DensePairwise
 
 N = 400
 
@@ -386,26 +387,6 @@ def test_recorder_finds_the_first_non_finite_step_across_buffer_folds():
             )
     with pytest.raises(DivergedError, match="at step 1501"):
         recorder.check_finite()
-
-
-class _DensePairwise:
-    """A dense pairwise score matrix (what a JEST scorer hands a joint selector)."""
-
-    def __init__(self, matrix):
-        self.matrix = matrix
-
-    @property
-    def size(self):
-        return self.matrix.shape[0]
-
-    def diagonal(self):
-        return self.matrix.diagonal()
-
-    def rows(self, index):
-        return self.matrix.index_select(0, index)
-
-    def columns(self, index):
-        return self.matrix.index_select(1, index)
 
 
 class _PairwiseLoss(LearnerLoss):

@@ -14,7 +14,10 @@ so the curve is made monotone. For a method with accuracy ``a`` at cost ``c``:
 - ``E_0 < a <= E_K``: uniform needs ``u = exp(log c_{j-1} + t (log c_j - log c_{j-1}))`` with
   ``j`` the first point with ``E_j >= a`` and ``t = (a - E_{j-1}) / (E_j - E_{j-1})`` (linear in
   log cost); multiplier ``u / c``, bound ``"="``;
-- ``a > E_K`` (above uniform's best): ``c_K / c`` is a lower bound, ``">="``;
+- ``a > E_K`` (above uniform's best): ``c_* / c`` is a lower bound, ``">="``, where ``c_*`` is
+  the cost of uniform's best budget (the cheapest with ``E = E_K``). Uniform would need more than
+  ``c_*``; how much more is unknown, and larger budgets tried may even do worse (on noisy labels a
+  longer uniform run memorises more), so ``c_K / c`` would overstate the bound;
 - ``a <= E_0`` (at or below uniform's smallest budget): ``c_0 / c`` is an upper bound, ``"<="``.
 
 It is computed in steps, in FLOPs (amortised) and in FLOPs end to end (uniform has no reference:
@@ -26,6 +29,7 @@ Sweep shape (``summarize_budget_sweep``)::
      "methods": {name: [  # one row per budget, in increasing order
          {"budget": float, "seeds": [int], "final": float, "final_spread": [lo, hi],
           "steps": float, "flops": float, "flops_end_to_end": float, "seconds": float,
+          "vs_uniform_best": float,   # final − uniform's best final accuracy over its budgets
           "multiplier": {"steps" | "flops" | "flops_end_to_end":
                          {"value": float, "bound": "=" | ">=" | "<="} | None}}]}}
 
@@ -45,7 +49,9 @@ __all__ = ["MULTIPLIER_COSTS", "MULTIPLIER_RULE", "compute_multiplier", "summari
 MULTIPLIER_RULE = (
     "compute uniform needs to match the method's final accuracy / the method's compute; "
     "interpolated linearly in log(cost) on uniform's budget curve made monotone by a running "
-    "maximum; >= above uniform's best budget, <= at or below its smallest"
+    "maximum; >= (uniform's best budget / the method's compute) when the method ends above "
+    "uniform's best, <= at or below uniform's smallest budget; Δ best: final accuracy minus "
+    "uniform's best"
 )
 MULTIPLIER_COSTS = {"steps": "step", "flops": "flops", "flops_end_to_end": "flops_end_to_end"}
 """Cost name in the sweep -> record key."""
@@ -92,7 +98,8 @@ def compute_multiplier(
     -------
     (value, bound)
         ``bound`` is ``"="`` (interpolated), ``">="`` (``accuracy`` above uniform's best: a lower
-        bound) or ``"<="`` (at or below uniform's smallest budget's accuracy: an upper bound).
+        bound, uniform's best budget / ``cost``) or ``"<="`` (at or below uniform's smallest
+        budget's accuracy: an upper bound).
     """
     if len(curve_costs) != len(curve_accuracies) or not curve_costs:
         raise ValueError(
@@ -102,8 +109,8 @@ def compute_multiplier(
     if not all(c > 0 for c in curve_costs) or not cost > 0:
         raise ValueError(f"costs must be > 0, got curve {list(curve_costs)} and cost {cost}")
     costs, envelope = _envelope(curve_costs, curve_accuracies)
-    if accuracy > envelope[-1]:
-        return costs[-1] / cost, ">="
+    if accuracy > envelope[-1]:  # uniform's best budget (the cheapest reaching its best) fell short
+        return costs[envelope.index(envelope[-1])] / cost, ">="
     if accuracy <= envelope[0]:
         return costs[0] / cost, "<="
     return _log_interpolate(costs, envelope, accuracy) / cost, "="
@@ -189,9 +196,11 @@ def summarize_budget_sweep(
         "rule": MULTIPLIER_RULE,
         "methods": {},
     }
+    best = max(row["final"] for row in curve)
     for m in names:
         rows = curve if m == "uniform" else _rows(runs, m)
         for row in rows:
             row["multiplier"] = {name: _multiplier(curve, row, name) for name in MULTIPLIER_COSTS}
+            row["vs_uniform_best"] = row["final"] - best
         out["methods"][m] = rows
     return out

@@ -193,14 +193,19 @@ def format_budget_table(summary: dict) -> str:
     sweep = summary["budget_sweep"]
     lines = [f"Budget sweep: base {sweep['base_steps']} steps × {sweep['budgets']}.", ""]
     lines += _header(
-        ["method", "budget", "final [min, max]", "steps", "FLOPs", "FLOPs e2e"]
+        ["method", "budget", "final [min, max]", "Δ best", "steps", "FLOPs", "FLOPs e2e"]
         + ["× steps", "× FLOPs", "× FLOPs e2e"]
     )
     for name, rows in sweep["methods"].items():
         for r in rows:
             lo, hi = r["final_spread"]
             cells = [name, f"{r['budget']:g}", f"{r['final']:.4f} [{lo:.4f}, {hi:.4f}]"]
-            cells += [f"{r['steps']:.0f}", f"{r['flops']:.3g}", f"{r['flops_end_to_end']:.3g}"]
+            cells += [
+                f"{r['vs_uniform_best']:+.4f}",
+                f"{r['steps']:.0f}",
+                f"{r['flops']:.3g}",
+                f"{r['flops_end_to_end']:.3g}",
+            ]
             mult = r["multiplier"]
             cells += [_multiplier_cell(mult[k]) for k in ("steps", "flops", "flops_end_to_end")]
             lines.append(_row(cells))
@@ -234,7 +239,10 @@ def _figure():
 
 
 def _save(fig, ax, path: Path, xlabel: str) -> Path:
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")  # costs span orders of magnitude
+    ax.xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks: no overlapping text
     ax.set_xlabel(xlabel)
     ax.set_ylabel("clean test accuracy")
     ax.grid(alpha=0.3)
@@ -298,7 +306,12 @@ def _sweep_plots(sweep: dict, out: Path) -> list[Path]:
         for method, rows in sweep["methods"].items():
             ax.plot([r[key] for r in rows], [r["final"] for r in rows], marker="o", label=method)
         ax.set_title("final accuracy at each budget (mean over seeds)", fontsize=9)
-        paths.append(_save(fig, ax, out / f"final_accuracy_vs_{stem}.png", label))
+        path = _save(fig, ax, out / f"final_accuracy_vs_{stem}.png", label)
+        if key == "steps":  # label the budgets themselves (after _save set the log scale)
+            steps = sorted({r["steps"] for rows in sweep["methods"].values() for r in rows})
+            ax.set_xticks(steps, [f"{s:g}" for s in steps])
+            fig.savefig(path)
+        paths.append(path)
     return paths
 
 
