@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every noisy-fmnist run recorded in docs/benchmarks.md, one after another on all cores
-# (about an hour on 2 cores). Every speedup and multiplier is a ratio against the uniform runs of
+# (about 70 minutes on 2 cores). Every speedup and multiplier is a ratio against the uniform runs of
 # the same folder. Usage: benchmarks/all.sh [OUT_ROOT] [PART...]   (default runs/benchmarks, all)
 set -euo pipefail
 cd "$(dirname "$0")/.."

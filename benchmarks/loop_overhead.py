@@ -105,7 +105,7 @@ def library(name: str, model_name: str, steps: int, x, y, table) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--methods", default="uniform,learnability,learnability+stale")
     args = p.parse_args()

@@ -87,11 +87,11 @@ def test_budget_table_bounds():
     text = format_budget_table({"budget_sweep": summarize_budget_sweep(_sweep_records())})
     rows = _rows(text)
     cells = ["uniform", "0.5", "0.6000 [0.6000, 0.6000]", "-0.2000", "200", "2e+03", "2e+03"]
-    assert rows[1] == "| " + " | ".join(cells + ["≤ 1.0×"] * 3) + " |"
+    assert rows[1] == "| " + " | ".join(cells + ["≤ 1.00×"] * 3) + " |"
     assert rows[2].endswith("| 1.00× | 1.00× | 1.00× |")
     # m at 0.5 is below uniform's smallest budget, m at 1.0 above its best
-    assert rows[4].endswith("| ≤ 1.0× | ≤ 1.0× | ≤ 1.0× |")
-    assert rows[5].endswith("| ≥ 2.0× | ≥ 2.0× | ≥ 2.0× |")
+    assert rows[4].endswith("| ≤ 1.00× | ≤ 1.00× | ≤ 1.00× |")
+    assert rows[5].endswith("| ≥ 2.00× | ≥ 2.00× | ≥ 2.00× |")
     assert "| +0.1000 |" in rows[5]  # 0.9 against uniform's best 0.8
 
 
@@ -193,3 +193,11 @@ def test_plots_of_a_train_folder(tmp_path):
     write_report(folder)
     assert (folder / "accuracy_vs_seconds.png").stat().st_size > 1000
     assert not (folder / "final_accuracy_vs_budget.png").exists()
+
+
+def test_bounds_are_rounded_away_from_the_claim():
+    from siftdata.bench.report import _multiplier_cell
+
+    assert _multiplier_cell({"value": 0.958, "bound": ">="}) == "≥ 0.95×"  # never shown as ≥ 1
+    assert _multiplier_cell({"value": 0.121, "bound": "<="}) == "≤ 0.13×"
+    assert _multiplier_cell({"value": 1.487, "bound": "="}) == "1.49×"

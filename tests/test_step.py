@@ -374,3 +374,26 @@ def test_scoring_keeps_a_frozen_submodule_frozen():
     x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
     select_batch(model, x, y, torch.arange(8), k=2, scorer=LearnerLoss(), selector=TopKSelector())
     assert model.training and model[0].training and not model[1].training
+
+
+class _Pinned:
+    """Stands for a pinned CPU tensor (pinning needs a GPU build; the counter only asks)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, pinned):
+        self.pinned = pinned
+
+    def is_pinned(self):
+        return self.pinned
+
+
+def test_the_sync_counter_ignores_only_asynchronous_pinned_copies():
+    from siftdata.diagnostics import _crosses_devices
+
+    to_copy = torch.ops.aten._to_copy.default
+    cuda = {"device": torch.device("cuda")}
+    assert not _crosses_devices(to_copy, (_Pinned(True),), {**cuda, "non_blocking": True})
+    assert _crosses_devices(to_copy, (_Pinned(False),), {**cuda, "non_blocking": True})
+    assert _crosses_devices(to_copy, (_Pinned(True),), cuda)  # blocking: the host waits
+    assert not _crosses_devices(to_copy, (torch.zeros(2),), {"device": torch.device("cpu")})

@@ -443,3 +443,39 @@ def test_the_loop_keeps_a_frozen_batchnorm_frozen():
     train(model, _method("learnability"), _data(), _config())
     assert not model[1].training and model.training
     assert torch.equal(model[1].running_mean, before)
+
+
+def test_a_hand_built_method_resumes(tmp_path):
+    """Parts without a __repr__ are named by class, not by a per-process memory address."""
+
+    class Mine(LearnerLoss):
+        pass
+
+    class Pick(_ConstantStat):
+        pass
+
+    ckpt = tmp_path / "ck.pt"
+    for steps in (10, 20):
+        method = SelectionMethod("mine", scorer=Mine(), selector=Pick())
+        result = train(
+            _model(),
+            method,
+            _data(),
+            _config(steps=steps, checkpoint_every=10),
+            checkpoint_path=ckpt,
+        )
+    assert result.resumed_from == 10 and result.steps == 20
+
+
+def test_another_reference_table_of_the_same_size_is_another_run(tmp_path):
+    from siftdata.checkpoint import CheckpointError
+
+    ckpt = tmp_path / "ck.pt"
+    cfg = _config(steps=10, checkpoint_every=10)
+    train(_model(), _method("learnability"), _data(), cfg, checkpoint_path=ckpt)
+    method = _method("learnability")
+    method.scorer.reference.table = ScoreTable(torch.arange(N), torch.zeros(N))
+    with pytest.raises(CheckpointError, match="method.scorer"):
+        train(
+            _model(), method, _data(), _config(steps=20, checkpoint_every=10), checkpoint_path=ckpt
+        )

@@ -100,6 +100,7 @@ def add_config_options(
         meta, default = f.metadata, (defaults or {}).get(f.name, f.default)
         help_text = meta["help"].replace("%", "%%")
         if hints[f.name] is bool:
+            help_text = f"turn off: {help_text}" if default else help_text
             flag = f"--no-{f.name.replace('_', '-')}" if default else _flag(f.name)
             action = "store_false" if default else "store_true"
             group.add_argument(flag, dest=f.name, action=action, default=default, help=help_text)

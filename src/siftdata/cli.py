@@ -122,6 +122,8 @@ def _demo(args: argparse.Namespace) -> int:
         "train_cfg": config_from_args(TrainConfig, args, schedule=DEMO_SCHEDULE),
         "selection": SelectionConfig(),
     }
+    budgets = (*DEMO_BUDGETS, *DEMO_UNIFORM_BUDGETS)
+    check_options(configs["scenario"], configs["train_cfg"], DEMO_METHODS, budgets)
     print(
         f"siftdata demo: Fashion-MNIST, 40% label noise, MLP; {' vs '.join(DEMO_METHODS)}; "
         f"a budget sweep over {', '.join(str(round(b * args.steps)) for b in DEMO_BUDGETS)} steps "

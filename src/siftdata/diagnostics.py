@@ -5,7 +5,8 @@ On a GPU, ``.item()``, ``float(t)``, ``bool(t)``, ``torch.equal``, data-dependen
 for queued work, stalling the pipeline. :func:`count_host_syncs` records them on any device — on
 the CPU too, where the first kinds cost nothing but show what would stall a GPU — so a test can
 assert a training step makes none. Copies are counted when source and destination device types
-differ (so only where a device exists). Conversions that bypass the dispatcher (``.numpy()`` of
+differ (so only where a device exists), except ``non_blocking`` copies out of pinned host memory,
+which are queued without waiting. Conversions that bypass the dispatcher (``.numpy()`` of
 a CPU tensor) are not seen.
 """
 
@@ -37,13 +38,23 @@ SYNCING_OPS = frozenset(
 """Operators that return data to the host or size their output by the data."""
 
 
+def _asynchronous(source: Any, non_blocking: bool) -> bool:
+    """A ``non_blocking`` copy out of pinned host memory: queued, the host does not wait."""
+    return bool(non_blocking) and source.device.type == "cpu" and source.is_pinned()
+
+
 def _crosses_devices(func: Any, args: tuple, kwargs: dict) -> bool:
-    """A copy between device types (``.to``, ``.cpu()``, ``.cuda()``, ``copy_``)."""
+    """A blocking copy between device types (``.to``, ``.cpu()``, ``.cuda()``, ``copy_``)."""
     if func is _aten._to_copy.default:
         target = kwargs.get("device")
-        return target is not None and torch.device(target).type != args[0].device.type
+        if target is None or torch.device(target).type == args[0].device.type:
+            return False
+        return not _asynchronous(args[0], kwargs.get("non_blocking", False))
     if func is _aten.copy_.default:
-        return args[0].device.type != args[1].device.type
+        if args[0].device.type == args[1].device.type:
+            return False
+        non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+        return not _asynchronous(args[1], non_blocking)
     return False
 
 

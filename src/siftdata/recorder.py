@@ -106,9 +106,8 @@ class Recorder:
         self.records: list[dict[str, Any]] = []
         zero = torch.zeros((), device=device)
         self.corrupted = zero.long()
-        self.stat_sums: dict[
-            str, Tensor
-        ] = {}  # since the last record, with how many steps had each
+        # selection stats since the last record, and how many steps produced each
+        self.stat_sums: dict[str, Tensor] = {}
         self.stat_counts: dict[str, int] = {}
         # Per-step losses are written to a buffer (one op per step) and reduced at evaluations,
         # checkpoints, or when the buffer fills: into a loss sum, and the first step whose loss was

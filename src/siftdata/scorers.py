@@ -16,6 +16,7 @@ ones of :mod:`siftdata.scores`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -192,6 +193,7 @@ class ReferenceLoss(_Stateless):
         if table.scores.dim() != 1:
             raise ValueError(f"reference losses must be one value per id, got {table.scores.shape}")
         self.table = table
+        self._digest: str | None = None
 
     def __call__(self, batch: ScoringBatch) -> Tensor:
         if self.table.device != batch.ids.device:
@@ -202,7 +204,14 @@ class ReferenceLoss(_Stateless):
         self.table.check_ids(ids)
 
     def __repr__(self) -> str:
-        return f"ReferenceLoss({len(self.table)} examples)"
+        """Names the table's content (a hash of ids and values), so a resumed run that swapped
+        in another reference of the same size is told apart."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            for t in (self.table.ids, self.table.scores):
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()[:16]
+        return f"ReferenceLoss({len(self.table)} examples, sha256 {self._digest})"
 
 
 class Negated:

@@ -185,7 +185,10 @@ def _multiplier_cell(m: dict | None) -> str:
         return "–"
     if m["bound"] == "=":
         return f"{m['value']:.2f}×"
-    return f"{'≥' if m['bound'] == '>=' else '≤'} {m['value']:.1f}×"
+    # a bound is rounded away from the claim: lower bounds down, upper bounds up
+    lower = m["bound"] == ">="
+    shown = (math.floor if lower else math.ceil)(m["value"] * 100) / 100
+    return f"{'≥' if lower else '≤'} {shown:.2f}×"
 
 
 def format_budget_table(summary: dict) -> str:

@@ -198,9 +198,9 @@ class SelectionMethod:
         """What the method is, option by option (no state, no device): a resumed run must match."""
         return {
             "name": self.name,
-            "scorer": repr(self.scorer),
-            "selector": repr(self.selector),
-            "policy": repr(self.policy),
+            "scorer": _describe(self.scorer),
+            "selector": _describe(self.selector),
+            "policy": _describe(self.policy),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -218,6 +218,14 @@ class SelectionMethod:
         self.scorer.load_state_dict(state["scorer"])
         self.selector.load_state_dict(state["selector"])
         self.policy.load_state_dict(state["policy"])
+
+
+def _describe(part: Any) -> str:
+    """``repr(part)``, or its class name where the repr is object's (a memory address differs
+    from process to process, so it could never match on resume)."""
+    if part is not None and type(part).__repr__ is object.__repr__:
+        return type(part).__qualname__
+    return repr(part)
 
 
 def _learner_scorer(spec: MethodSpec, example_ids, num_classes, device) -> Scorer:
