@@ -47,7 +47,9 @@ def _sha256(data: bytes | Tensor) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items: int = 16) -> dict:
+def dataset_fingerprint(
+    labels: Tensor, inputs: Tensor | tuple[Tensor, ...] | None = None, *, n_items: int = 16
+) -> dict:
     """A cheap fingerprint of a dataset, to check that a cache was built for the same data.
 
     Parameters
@@ -56,8 +58,8 @@ def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items
         Labels, one per example (shape ``(N,)``); hashed in full, integer (and bool) labels as
         int64, floating ones (soft or regression targets) as float64, so that 0.4 and 0.0
         differ.
-    inputs : Tensor or None, default None
-        Inputs with examples along dim 0. Only ``n_items`` evenly spaced rows are hashed (their
+    inputs : Tensor, tuple of Tensors, or None, default None
+        Inputs with examples along dim 0 (every part of a tuple is hashed). Only ``n_items`` evenly spaced rows are hashed (their
         raw bytes, contiguous on the CPU), so fingerprinting a large dataset stays cheap.
     n_items : int, default 16
         How many rows of ``inputs`` to hash (fewer if there are fewer examples).
@@ -75,17 +77,22 @@ def dataset_fingerprint(labels: Tensor, inputs: Tensor | None = None, *, n_items
     n = labels.shape[0]
     items = None
     if inputs is not None:
-        inputs = torch.as_tensor(inputs)
-        if inputs.dim() == 0 or inputs.shape[0] != n:
-            raise ValueError(f"inputs must have one row per label ({n}), got {tuple(inputs.shape)}")
         rows = torch.linspace(0, max(n - 1, 0), min(n_items, n)).round().long().unique()
-        items = _sha256(inputs.index_select(0, rows.to(inputs.device)))
+        parts = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        digests = [_sampled_rows_sha256(torch.as_tensor(p), rows, n) for p in parts]
+        items = digests[0] if len(digests) == 1 else _sha256("".join(digests).encode())
     wide = torch.float64 if labels.is_floating_point() else torch.int64
     return {
         "count": int(n),
         "labels_sha256": _sha256(labels.to(wide)),
         "items_sha256": items,
     }
+
+
+def _sampled_rows_sha256(inputs: Tensor, rows: Tensor, n: int) -> str:
+    if inputs.dim() == 0 or inputs.shape[0] != n:
+        raise ValueError(f"inputs must have one row per label ({n}), got {tuple(inputs.shape)}")
+    return _sha256(inputs.index_select(0, rows.to(inputs.device)))
 
 
 def _check_id_vector(ids: Tensor) -> None:

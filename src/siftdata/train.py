@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import schedules
+from ._batch import index_inputs
 from ._seeding import derive_seed
 from .checkpoint import (
     RESTART_HINT,
@@ -96,7 +97,13 @@ class _Loop:
                 if m.needs_forward:
                     x, y = self._gather(positions)
                 batch = forward_for_scoring(
-                    self.model, x, y, ids, needs=m.scorer.needs, loss_fn=self.loss_fn
+                    self.model,
+                    x,
+                    y,
+                    ids,
+                    needs=m.scorer.needs,
+                    loss_fn=self.loss_fn,
+                    forward=m.scoring_forward,
                 )
         weights, stats = None, {}
         if scoring:
@@ -104,7 +111,7 @@ class _Loop:
                 keep, weights, stats = self._select(batch)
                 positions, ids = positions.index_select(0, keep), ids.index_select(0, keep)
                 if x is not None:
-                    x, y = x.index_select(0, keep), y.index_select(0, keep)
+                    x, y = index_inputs(x, keep), y.index_select(0, keep)
         if x is None:
             x, y = self._gather(positions)
         losses, loss = self._update(x, y, weights)
@@ -121,20 +128,24 @@ class _Loop:
     def _gather(self, positions: Tensor) -> tuple[Any, Tensor]:
         """Inputs and labels at pool ``positions`` (index_select: cheaper than ``t[idx]``)."""
         d = self.data
-        return d.inputs.index_select(0, positions), d.labels.index_select(0, positions)
+        return index_inputs(d.inputs, positions), d.labels.index_select(0, positions)
 
     def _select(self, batch) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         m = self.method
         scores = m.scorer(batch)
-        if self.config.check_values and isinstance(scores, Tensor):
-            _check_step_values(scores, "scores", self.step)
+        if self.config.check_values:
+            values = scores if isinstance(scores, Tensor) else scores.diagonal()
+            _check_step_values(values, "scores", self.step)
         selection = choose(scores, self.config.batch_size, m.selector)
         return selection.indices, selection.weights, selection.stats
 
     def _update(self, x: Any, y: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
         with self.ledger.track("train", ("train", self.config.batch_size)):
             schedules.set_lr(self.optimizer, self.base_lrs, self.lr_factor())
-            losses = self.loss_fn(self.model(x), y)
+            if self.method.train_forward is None:
+                losses = self.loss_fn(self.model(x), y)
+            else:
+                losses = self.method.train_forward.losses(self.model, x, y, self.loss_fn)
             loss = (losses * weights).mean() if weights is not None else losses.mean()
             if self.config.check_values:
                 _check_step_values(losses, "training losses", self.step)

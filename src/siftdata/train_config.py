@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from . import schedules
+from ._batch import Inputs, batch_len, inputs_to
 from ._config import check_bool, check_choice, check_float_field, check_int_field, option
 
 __all__ = ["WATCH_OPTIONS", "TrainConfig", "TrainData", "ReferenceCost"]
@@ -79,11 +80,15 @@ class TrainConfig:
 
 @dataclass
 class TrainData:
-    """In-memory training data. Example ids are positions ``0 … N−1`` of the pool unless given."""
+    """In-memory training data. Example ids are positions ``0 … N−1`` of the pool unless given.
 
-    inputs: Tensor
+    ``inputs`` (and ``test_inputs``) are a tensor, or a tuple of tensors with the examples along
+    dim 0 for a model that takes several (a two-tower model's ``(images, tokens)``).
+    """
+
+    inputs: Inputs
     labels: Tensor
-    test_inputs: Tensor
+    test_inputs: Inputs
     test_labels: Tensor
     ids: Tensor | None = None
     """Example ids (what cached scores are keyed by), unique integers, one per pool example."""
@@ -91,32 +96,33 @@ class TrainData:
     """Which pool labels were corrupted (known in benchmarks), to report the mislabeled share."""
 
     def __post_init__(self) -> None:
-        n = self.inputs.shape[0]
+        n = batch_len(self.inputs)
         if self.labels.shape != (n,):
             raise ValueError(
                 f"labels must have shape ({n},) to match inputs, got {tuple(self.labels.shape)}"
             )
-        if self.test_labels.shape != (self.test_inputs.shape[0],):
+        if self.test_labels.shape != (batch_len(self.test_inputs, "test_inputs"),):
             raise ValueError("test_labels must have one label per test input")
         if self.ids is None:
-            self.ids = torch.arange(n, device=self.inputs.device)
+            self.ids = torch.arange(n, device=self.labels.device)
         if self.ids.shape != (n,) or self.ids.is_floating_point():
             raise ValueError(f"ids must be integers of shape ({n},), got {tuple(self.ids.shape)}")
         if self.is_corrupted is not None and self.is_corrupted.shape != (n,):
             raise ValueError(f"is_corrupted must have shape ({n},)")
 
     def __len__(self) -> int:
-        return int(self.inputs.shape[0])
+        return int(self.labels.shape[0])
 
     def to(self, device: torch.device | str) -> TrainData:
         """A copy with every tensor on ``device`` (no copy for tensors already there)."""
-        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(self, **{k: v.to(device) for k, v in tensors.items() if v is not None})
+        parts = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: inputs_to(v, device) for k, v in parts.items() if v is not None})
 
 
 @dataclass(frozen=True)
 class ReferenceCost:
-    """One-off costs of a reference model, charged to a run that uses its cached losses."""
+    """One-off costs of a reference model, charged to a run that uses its cached losses (or, for
+    contrastive pairs, its cached embeddings)."""
 
     forward_flops: int = 0
     """Filling the cache (a forward over the pool): counted in the run's compute."""

@@ -27,12 +27,14 @@ from ..scorers import (
     needs_forward,
 )
 from ..store import ScoreTable
+from .approximation import MultiResolution
 from .base import JointSelector, Selector
 from .greedy import TopKSelector
 from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
 from .sampled import DEFAULT_TEMPERATURE_SCALE, SoftmaxSampler
 from .selective_backprop import SelectiveBackpropSelector
+from .step import ScoringForward
 
 __all__ = [
     "METHOD_NAMES",
@@ -179,6 +181,10 @@ class SelectionMethod:
     scorer: Scorer | None = None
     selector: Selector | JointSelector | None = None
     policy: ScoringPolicy = field(default_factory=AlwaysScore)
+    scoring_forward: ScoringForward | None = None
+    """Replaces ``model(inputs)`` in the scoring pass (e.g. :class:`LowResolution`)."""
+    train_forward: MultiResolution | None = None
+    """Computes the training losses of a selected batch (e.g. :class:`MultiResolution`)."""
 
     def __post_init__(self) -> None:
         if (self.scorer is None) != (self.selector is None):
@@ -196,12 +202,16 @@ class SelectionMethod:
 
     def describe(self) -> dict[str, str]:
         """What the method is, option by option (no state, no device): a resumed run must match."""
-        return {
+        described = {
             "name": self.name,
             "scorer": _describe(self.scorer),
             "selector": _describe(self.selector),
             "policy": _describe(self.policy),
         }
+        for part in ("scoring_forward", "train_forward"):
+            if getattr(self, part) is not None:
+                described[part] = _describe(getattr(self, part))
+        return described
 
     def state_dict(self) -> dict[str, Any]:
         if self.scorer is None:

@@ -26,10 +26,21 @@ from ..scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
 from ..scores import per_example_loss
 from .base import JointSelector, PairwiseScores, Selection, Selector
 
-__all__ = ["LossFn", "scoring_mode", "forward_for_scoring", "choose", "select_batch"]
+__all__ = [
+    "LossFn",
+    "ScoringForward",
+    "scoring_mode",
+    "forward_for_scoring",
+    "choose",
+    "select_batch",
+]
 
 LossFn = Callable[[Any, Tensor], Tensor]
 """Per-example loss: ``loss_fn(outputs, labels) -> (B,)`` (default: softmax cross-entropy)."""
+
+ScoringForward = Callable[[nn.Module, Any], Any]
+"""``forward(model, inputs) -> outputs`` for the scoring pass, in place of ``model(inputs)`` (a
+cheaper approximation such as :class:`~siftdata.online.approximation.LowResolution`)."""
 
 
 @contextmanager
@@ -47,6 +58,7 @@ def forward_for_scoring(
     *,
     needs: frozenset[Need],
     loss_fn: LossFn = per_example_loss,
+    forward: ScoringForward | None = None,
 ) -> ScoringBatch:
     """The scorer's inputs for a super-batch: the learner forward only if ``needs`` asks for it.
 
@@ -62,13 +74,15 @@ def forward_for_scoring(
         The scorer's :attr:`~siftdata.scorers.Scorer.needs`.
     loss_fn:
         Per-example loss of ``(outputs, labels)``, computed only for :attr:`Need.LOSS`.
+    forward:
+        The scoring pass, ``forward(model, inputs)``; default ``model(inputs)``.
     """
     if not needs & FORWARD_NEEDS:
         return ScoringBatch(ids=ids, labels=labels)
     if inputs is None:
         raise ValueError("the scorer needs the learner's forward, but inputs is None")
     with scoring_mode(model):
-        outputs = model(inputs)
+        outputs = model(inputs) if forward is None else forward(model, inputs)
         loss = loss_fn(outputs, labels) if Need.LOSS in needs else None
     return ScoringBatch(ids=ids, labels=labels, outputs=outputs, loss=loss)
 
@@ -83,6 +97,7 @@ def select_batch(
     scorer: Scorer,
     selector: Selector | JointSelector,
     loss_fn: LossFn = per_example_loss,
+    forward: ScoringForward | None = None,
 ) -> Selection:
     """Score a super-batch of ``B`` examples and choose ``k`` of them.
 
@@ -103,8 +118,12 @@ def select_batch(
         What to score by and how to choose.
     loss_fn:
         Per-example loss of ``(outputs, labels)``.
+    forward:
+        A cheaper scoring pass ``forward(model, inputs)`` in place of ``model(inputs)``.
     """
-    batch = forward_for_scoring(model, inputs, labels, ids, needs=scorer.needs, loss_fn=loss_fn)
+    batch = forward_for_scoring(
+        model, inputs, labels, ids, needs=scorer.needs, loss_fn=loss_fn, forward=forward
+    )
     return choose(scorer(batch), k, selector)
 
 
