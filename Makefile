@@ -1,11 +1,12 @@
 # Two entry points: `make demo` (the main job) and `make test` (the test suite).
 # Each creates its own virtual environment, installs torch==2.13.0 first (a CPU
-# build), then siftdata, and installs Fashion-MNIST from Debian when missing.
+# build), then siftdata, and installs Fashion-MNIST and WordNet from Debian when missing.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.siftdata-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+WORDNET := /usr/share/wordnet/data.noun
 
 .PHONY: demo test lint bench data venv clean
 
@@ -34,6 +35,15 @@ data:
 	  else \
 	    echo "Fashion-MNIST is missing. Install it with:"; \
 	    echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@if [ -z "$$SIFTDATA_WORDNET_DIR" ] && [ ! -f $(WORDNET) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq wordnet-base; \
+	  else \
+	    echo "WordNet is missing. Install it with:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y wordnet-base"; \
 	    exit 1; \
 	  fi; \
 	fi

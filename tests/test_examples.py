@@ -26,3 +26,20 @@ def test_plain_loop_selects_and_cleans_up(extra, capsys):
     assert mislabeled < 0.2
     assert "mislabeled share" in capsys.readouterr().out
     assert set(Path(tempfile.gettempdir()).glob("siftdata-ref-*")) == before  # cache removed
+
+
+def test_jest_loop_avoids_mismatched_pairs(capsys):
+    argv = [
+        "--steps",
+        "60",
+        "--pool-size",
+        "5000",
+        "--reference-steps",
+        "150",
+        "--batch-size",
+        "64",
+    ]
+    accuracy, mismatched = _load("jest_loop").main(argv)
+    assert accuracy > 0.2  # zero-shot over 10 classes: chance is 0.1
+    assert mismatched < 0.35  # uniform sampling trains on 50% mismatched pairs
+    assert "mismatched share" in capsys.readouterr().out

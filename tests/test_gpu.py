@@ -92,3 +92,31 @@ def test_ledger_times_cuda_blocks_with_events():
             x = x @ x / 2048
     totals = ledger.totals()["train"]
     assert totals["calls"] == 5 and totals["seconds"] > 0 and totals["flops"] == 5 * 2 * 2048**3
+
+
+@pytest.mark.parametrize("name", ["jest", "jest-flexi"])
+def test_jest_trains_on_cuda_without_host_syncs(name):
+    from siftdata.online.pair_methods import PairSelectionConfig, build_pair_method
+    from siftdata.pairwise import per_example_sigmoid_loss
+    from test_pair_training import _config as pair_config
+    from test_pair_training import _data as pair_data
+    from test_pair_training import _evaluator, _towers
+
+    data, reference = pair_data()
+    reference.emb = reference.emb.to("cuda")
+    reference.index = reference.index.to("cuda")
+    method = build_pair_method(
+        name, config=PairSelectionConfig(chunks=4), reference=reference, device="cuda"
+    )
+    counts = []
+    with count_host_syncs() as counter:
+        train(
+            _towers().cuda(),
+            method,
+            data,
+            pair_config(steps=30, eval_every=100),
+            loss_fn=per_example_sigmoid_loss,
+            evaluator=_evaluator,
+            on_step=lambda step, ids: counts.append(counter.total) if step >= 2 else None,
+        )
+    assert counts[0] == counts[-1], counter.counts

@@ -3,10 +3,12 @@
 The core is pure functions on tensors (:mod:`siftdata.scores`, :mod:`siftdata.sampling`), composable
 :mod:`siftdata.scorers` and selectors (:mod:`siftdata.online`), and one step function,
 :func:`select_batch`, usable from any training loop. The reference training loop
-(:mod:`siftdata.train`), reference cache, compute ledger and benchmarks are built on them.
+(:mod:`siftdata.train`), reference cache, compute ledger and benchmarks are built on them. JEST
+(:mod:`siftdata.pairwise`, :mod:`siftdata.joint_sampling`) selects contrastive pairs jointly.
 """
 
 from . import data, ledger, models, reference, scorers, store
+from .joint_sampling import joint_sample
 from .online import (
     METHOD_NAMES,
     AlwaysScore,
@@ -29,6 +31,18 @@ from .online import (
     parse_method,
     select_batch,
 )
+from .online.approximation import LowResolution, MultiResolution
+from .online.joint import JointSampler
+from .online.pair_methods import PAIR_METHOD_NAMES, PairSelectionConfig, build_pair_method
+from .pair_scorers import PairScorer
+from .pairwise import (
+    DensePairScores,
+    EmbeddingPairScores,
+    PairEmbeddings,
+    per_example_sigmoid_loss,
+    sigmoid_pair_losses,
+)
+from .reference_embeddings import ReferenceEmbeddings, load_reference_embeddings
 from .sampling import gumbel_top_k, sample_with_replacement, top_k, uniform_without_replacement
 from .scorers import (
     Entropy,
@@ -56,6 +70,21 @@ from .scores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "joint_sample",
+    "JointSampler",
+    "LowResolution",
+    "MultiResolution",
+    "PAIR_METHOD_NAMES",
+    "PairSelectionConfig",
+    "build_pair_method",
+    "PairScorer",
+    "DensePairScores",
+    "EmbeddingPairScores",
+    "PairEmbeddings",
+    "per_example_sigmoid_loss",
+    "sigmoid_pair_losses",
+    "ReferenceEmbeddings",
+    "load_reference_embeddings",
     "data",
     "ledger",
     "models",

@@ -38,6 +38,17 @@ def _add_run_options(p: argparse.ArgumentParser, *, bench: bool) -> None:
     add_config_options(p, SelectionConfig)
 
 
+def _add_pair_options(p: argparse.ArgumentParser) -> None:
+    from .bench.pairs_fmnist import PairsFmnistConfig
+    from .bench.pairs_sweep import PairSweepConfig
+    from .online.pair_methods import PairSelectionConfig
+
+    add_config_options(p, PairSweepConfig)
+    add_config_options(p, PairsFmnistConfig)
+    add_config_options(p, TrainConfig, exclude=("checkpoint_every", "super_batch_factor"))
+    add_config_options(p, PairSelectionConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siftdata", description="Choose which examples to train on."
@@ -54,9 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(demo, NoisyFmnistConfig, include=("device",))
     bench = sub.add_parser("bench", help="run a benchmark scenario (see docs/benchmarks.md)")
-    bench.add_argument("scenario", choices=("noisy-fmnist",))
-    _add_out(bench, None)
-    _add_run_options(bench, bench=True)
+    scenarios = bench.add_subparsers(dest="scenario", required=True)
+    noisy = scenarios.add_parser(
+        "noisy-fmnist", help="noisy-label Fashion-MNIST: per-example selection methods"
+    )
+    _add_out(noisy, None)
+    _add_run_options(noisy, bench=True)
+    pairs = scenarios.add_parser(
+        "pairs-fmnist", help="Fashion-MNIST image-caption pairs: JEST and its baselines"
+    )
+    _add_out(pairs, None)
+    _add_pair_options(pairs)
     tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
     tr.add_argument("--method", default="learnability", help="the method (default learnability)")
     _add_out(tr, None)
@@ -90,7 +109,30 @@ def _print_summary(out: Path) -> None:
     print(f"\nreport: {write_report(out)}")
 
 
+def _bench_pairs(args: argparse.Namespace) -> int:
+    from .bench.pairs_fmnist import PairsFmnistConfig
+    from .bench.pairs_sweep import PairSweepConfig, check_pair_options, run_pairs_fmnist
+    from .online.pair_methods import PairSelectionConfig
+    from .run_folder import run_folder_lock
+
+    configs = {
+        "sweep": config_from_args(PairSweepConfig, args),
+        "scenario": config_from_args(PairsFmnistConfig, args),
+        "train_cfg": config_from_args(TrainConfig, args),
+        "selection": config_from_args(PairSelectionConfig, args),
+    }
+    check_pair_options(
+        configs["scenario"], configs["train_cfg"], configs["sweep"], configs["selection"]
+    )
+    with run_folder_lock(_out(args)) as out:
+        run_pairs_fmnist(out, **configs)
+        _print_summary(out)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.scenario == "pairs-fmnist":
+        return _bench_pairs(args)
     from .bench.sweep import run_noisy_fmnist
     from .run_folder import run_folder_lock
 

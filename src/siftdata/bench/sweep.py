@@ -24,7 +24,7 @@ from .common import resolve_device, seeded_model
 from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
 from .summary import summarize
 
-__all__ = ["SweepConfig", "check_options", "run_noisy_fmnist", "train_single"]
+__all__ = ["SweepConfig", "check_options", "check_budgets", "run_noisy_fmnist", "train_single"]
 
 
 def _unique(values: tuple, name: str) -> tuple:
@@ -56,7 +56,7 @@ class SweepConfig:
         if not self.methods:
             raise ValueError("methods must name at least one method")
         for name in _unique(self.methods, "methods"):
-            parse_method(name)  # a clear ValueError for an unknown name
+            self.check_method(name)  # a clear ValueError for an unknown name
         if "uniform" not in self.methods:
             self.methods = ("uniform", *self.methods)
         check_int_field(self.seeds, "seeds", low=1)
@@ -68,6 +68,11 @@ class SweepConfig:
             check_float_field(b, "each budget", low=0.0, low_open=True)
         if set(self.budgets) & set(self.uniform_budgets):
             raise ValueError("uniform_budgets repeats a value of budgets")
+
+    @staticmethod
+    def check_method(name: str) -> None:
+        """Raise ``ValueError`` for a name the scenario does not know."""
+        parse_method(name)
 
     def runs(self, method: str) -> tuple[float, ...]:
         """The budgets ``method`` is trained at."""
@@ -85,6 +90,11 @@ def check_options(
         raise ValueError(
             f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
         )
+    check_budgets(train_cfg, budgets)
+
+
+def check_budgets(train_cfg: TrainConfig, budgets) -> None:
+    """A sweep needs a decayed schedule, and every budget at least one step past the warm-up."""
     if len(budgets) > 1 and train_cfg.schedule == "constant":
         raise ValueError(
             "a budget sweep needs a learning rate decayed to each budget (--schedule cosine or "

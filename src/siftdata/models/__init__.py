@@ -10,8 +10,9 @@ from torch import nn
 from .._validation import check_int_range, check_positive
 from .cnn import SmallCNN
 from .mlp import MLP
+from .two_tower import TwoTower
 
-__all__ = ["MLP", "SmallCNN", "MODEL_NAMES", "build_model"]
+__all__ = ["MLP", "SmallCNN", "TwoTower", "MODEL_NAMES", "build_model"]
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn")
 """Names accepted by :func:`build_model`."""

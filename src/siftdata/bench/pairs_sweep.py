@@ -1,0 +1,224 @@
+"""Running the pairs-fmnist scenario: JEST and its baselines side by side with uniform.
+
+The same sweep as noisy-fmnist (:mod:`siftdata.bench.sweep`): every (seed, method, budget) is its
+own run with its LR schedule decayed to its budget, and the summary carries the target-based
+table and the budget sweep's compute multipliers. Added here: the share of mismatched pairs among
+the selected (the records' ``mislabeled_selected``), and for every final learner the rank
+agreement (Spearman) between its low- and full-resolution learnability scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .._config import check_float_field, option
+from .._modes import eval_mode
+from .._seeding import derive_seed
+from ..data.pairs import PairsData
+from ..online.approximation import LowResolution
+from ..online.pair_methods import (
+    PairSelectionConfig,
+    build_pair_method,
+    check_pair_method,
+    pair_method_uses_reference,
+)
+from ..pair_reference import siglip_optimizer
+from ..pairwise import EmbeddingPairScores, per_example_sigmoid_loss
+from ..recorder import write_records
+from ..train import TrainConfig, train
+from .common import resolve_device
+from .pairs_fmnist import (
+    PairsFmnistConfig,
+    pair_evaluator,
+    pair_reference_for,
+    pairs_train_data,
+    prepare_pairs,
+    seeded_two_tower,
+)
+from .sweep import SweepConfig, _summary, check_budgets
+
+__all__ = ["PairSweepConfig", "spearman", "resolution_agreement", "run_pairs_fmnist"]
+
+
+@dataclass
+class PairSweepConfig(SweepConfig):
+    """Which pair methods, seeds and budgets ``bench pairs-fmnist`` runs, and the filter ratio."""
+
+    methods: tuple[str, ...] = option(
+        ("uniform", "learnability", "jest", "jest-flexi"),
+        "comma-separated pair methods; uniform is always run",
+    )
+    filter_ratio: float = option(0.8, "share of each super-batch filtered out: B = b / (1 − f)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_float_field(self.filter_ratio, "filter_ratio", low=0.0, high=0.99, low_open=True)
+
+    @staticmethod
+    def check_method(name: str) -> None:
+        check_pair_method(name)
+
+    def super_batch_factor(self) -> float:
+        return 1.0 / (1.0 - self.filter_ratio)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two score vectors (ranks by sorting; float ties are rare)."""
+    ranks = [torch.argsort(torch.argsort(v.double())).double() for v in (a, b)]
+    centred = [r - r.mean() for r in ranks]
+    return float((centred[0] * centred[1]).sum() / (centred[0].norm() * centred[1].norm()))
+
+
+def _learnability(learner, reference) -> torch.Tensor:
+    return EmbeddingPairScores("learnability", learner=learner, reference=reference).diagonal()
+
+
+@torch.no_grad()
+def resolution_agreement(
+    model,
+    d: PairsData,
+    reference,
+    *,
+    cheap: LowResolution,
+    super_batch: int,
+    batches: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Spearman between cheap (``cheap``: low resolution, maybe early exit) and full scores of
+    ``model`` on a few pool super-batches: the diagonal learnability ``S_ii`` and the per-pair
+    learner loss, averaged over ``batches``."""
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    found: dict[str, list[float]] = {"learnability": [], "learner_loss": []}
+    with eval_mode(model):
+        for _ in range(batches):
+            idx = torch.randperm(len(d.pool_labels), generator=g)[:super_batch]
+            x = (d.pool_images[idx].to(device), d.pool_tokens[idx].to(device))
+            ref = reference.lookup(idx.to(device))
+            full, low = model(x), cheap(model, x)
+            found["learnability"].append(
+                spearman(_learnability(full, ref), _learnability(low, ref))
+            )
+            found["learner_loss"].append(
+                spearman(per_example_sigmoid_loss(full), per_example_sigmoid_loss(low))
+            )
+    return {f"spearman_{k}": sum(v) / len(v) for k, v in found.items()}
+
+
+def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device) -> list[dict]:
+    method = build_pair_method(
+        name,
+        config=selection,
+        reference=ref.table if ref is not None and pair_method_uses_reference(name) else None,
+        seed=derive_seed(seed, "selector"),
+        device=device,
+    )
+    model = seeded_two_tower(d, scenario, seed=derive_seed(seed, "learner-init"), device=device)
+    config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
+    tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
+    uses_ref = pair_method_uses_reference(name)
+    records = train(
+        model,
+        method,
+        pairs_train_data(d),
+        config,
+        optimizer=siglip_optimizer(model, lr=config.lr, weight_decay=config.weight_decay),
+        loss_fn=per_example_sigmoid_loss,
+        evaluator=pair_evaluator(d, device),
+        reference_cost=ref.cost if uses_ref else None,
+        tags=tags,
+    ).records
+    if ref is not None:
+        records[-1].update(
+            resolution_agreement(
+                model,
+                d,
+                ref.table,
+                cheap=LowResolution(factor=selection.score_factor, early_exit=selection.early_exit),
+                super_batch=config.super_batch_size(selects=True),
+                seed=seed,
+            )
+        )
+    return records
+
+
+def run_pairs_fmnist(
+    out: Path,
+    *,
+    scenario: PairsFmnistConfig,
+    sweep: PairSweepConfig,
+    train_cfg: TrainConfig,
+    selection: PairSelectionConfig,
+) -> dict:
+    """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` (after each run)
+    and ``summary.json`` into ``out``; return the summary."""
+    train_cfg = replace(train_cfg, super_batch_factor=sweep.super_batch_factor())
+    check_pair_options(scenario, train_cfg, sweep, selection)
+    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
+    config["selection"] = asdict(selection)
+    (out / "config.json").write_text(json.dumps({"name": "pairs-fmnist", **config}, indent=2))
+    device = resolve_device(scenario.device)
+    d = prepare_pairs(scenario, train_cfg.seed)
+    ref = pair_reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+    runs = [
+        (train_cfg.seed + s, m, b)
+        for s in range(sweep.seeds)
+        for m in sweep.methods
+        for b in sweep.runs(m)
+    ]
+    records: list[dict] = []
+    for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
+        records += _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device)
+        write_records(out / "metrics.jsonl", records)
+    summary = _summary(records, sweep)
+    summary.update(scenario="pairs-fmnist", config=config)
+    summary["reference"] = {**ref.info, **asdict(ref.cost)}
+    summary["resolution_agreement"] = _agreement(records, sweep)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _agreement(records: list[dict], sweep: PairSweepConfig) -> dict:
+    """Per method, the mean low-/full-resolution Spearman of its final learners at the top budget."""
+    top, out = max(sweep.budgets), {}
+    for name in sweep.methods:
+        finals = [
+            r
+            for r in records
+            if r["method"] == name and r["budget"] == top and "spearman_learnability" in r
+        ]
+        if finals:
+            out[name] = {
+                key: sum(r[key] for r in finals) / len(finals)
+                for key in ("spearman_learnability", "spearman_learner_loss")
+            }
+    return out
+
+
+def check_pair_options(
+    scenario: PairsFmnistConfig,
+    train_cfg: TrainConfig,
+    sweep: PairSweepConfig,
+    selection: PairSelectionConfig | None = None,
+) -> None:
+    """Checks across option groups, before any data is loaded or reference trained."""
+    big_b = round(sweep.super_batch_factor() * train_cfg.batch_size)
+    if big_b <= train_cfg.batch_size:
+        raise ValueError(
+            f"filter_ratio {sweep.filter_ratio} leaves nothing to filter at b = {train_cfg.batch_size}"
+        )
+    if big_b > scenario.pool_size:
+        raise ValueError(
+            f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
+        )
+    if selection is not None and selection.chunks > train_cfg.batch_size:
+        raise ValueError(
+            f"chunks ({selection.chunks}) must not exceed the batch size ({train_cfg.batch_size}): "
+            "every chunk holds at least one pair"
+        )
+    check_budgets(train_cfg, (*sweep.budgets, *sweep.uniform_budgets))
