@@ -16,7 +16,6 @@ tokens)`` for a two-tower model); images are average-pooled by an integer ``fact
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from .._batch import batch_len, index_inputs
 from .._validation import check_bool, check_fraction, check_int_range
 from ..pairwise import PairEmbeddings
+from .step import LossFn
 
 __all__ = ["downsample", "LowResolution", "MultiResolution"]
 
@@ -77,9 +77,6 @@ class LowResolution:
 
     def __repr__(self) -> str:
         return f"LowResolution(factor={self.factor}, early_exit={self.early_exit})"
-
-
-LossFn = Callable[[Any, Tensor], Tensor]
 
 
 class MultiResolution:
