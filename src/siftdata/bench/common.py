@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from ..ledger import count_flops
 from ..models import build_model
 
-__all__ = ["DEVICES", "resolve_device", "seeded_model", "forward_flops_per_example"]
+__all__ = [
+    "DEVICES",
+    "resolve_device",
+    "seeded",
+    "seeded_model",
+    "forward_flops_per_example",
+    "timed",
+    "check_cache_options",
+]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -24,14 +36,41 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> nn.Module:
-    """Build model ``name`` with initial weights fixed by ``seed``, leaving the global RNGs (CPU
-    and every CUDA device's, which ``manual_seed`` reseeds too) as they were."""
+def seeded(build: Callable[[], nn.Module], *, seed: int, device="cpu") -> nn.Module:
+    """``build()`` with initial weights fixed by ``seed``, leaving the global RNGs (CPU and every
+    CUDA device's, which ``manual_seed`` reseeds too) as they were; moved to ``device``."""
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        model = build_model(name, width=width)
+        model = build()
     return model.to(device)
+
+
+def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> nn.Module:
+    """Build model ``name`` with initial weights fixed by ``seed`` (see :func:`seeded`)."""
+    return seeded(lambda: build_model(name, width=width), seed=seed, device=device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of ``fn()``, waiting for the GPU's work when ``device`` is CUDA."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def check_cache_options(built: dict, wanted: dict, cache: Path, what: str) -> None:
+    """Refuse a cache in ``cache`` whose recorded options differ from ``wanted``, naming them."""
+    diffs = [
+        f"{k}: {built.get(k)!r} cached, {v!r} now" for k, v in wanted.items() if built.get(k) != v
+    ]
+    if diffs:
+        raise ValueError(
+            f"{cache} holds {what} built with other options ({'; '.join(diffs)}); use another "
+            "--out or delete the cache"
+        )
 
 
 def forward_flops_per_example(model: nn.Module, example: torch.Tensor) -> float:

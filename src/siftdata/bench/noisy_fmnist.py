@@ -10,7 +10,6 @@ reused only when every reference option matches. Test accuracy is on the clean 1
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,14 @@ from ..reference import (
 )
 from ..store import ScoreTable, dataset_fingerprint
 from ..train import ReferenceCost, TrainData
-from .common import DEVICES, forward_flops_per_example, resolve_device, seeded_model
+from .common import (
+    DEVICES,
+    check_cache_options,
+    forward_flops_per_example,
+    resolve_device,
+    seeded_model,
+    timed,
+)
 
 __all__ = [
     "NoisyFmnistConfig",
@@ -216,26 +222,8 @@ def _load_or_train(
         ids = torch.arange(d["pool_x"].shape[0])
         save_reference_losses(cache, ids, losses, fingerprint=fingerprint, meta={**wanted, **info})
     table = load_reference_losses(cache, fingerprint=fingerprint)
-    built = table.manifest.get("meta") or {}
-    diffs = [
-        f"{k}: {built.get(k)!r} cached, {v!r} now" for k, v in wanted.items() if built.get(k) != v
-    ]
-    if diffs:
-        raise ValueError(
-            f"{cache} holds a reference built with other options ({'; '.join(diffs)}); use "
-            "another --out or delete the cache"
-        )
+    check_cache_options(table.manifest.get("meta") or {}, wanted, cache, "a reference")
     return table
-
-
-def _timed(fn, device: torch.device) -> float:
-    """Wall-clock seconds of ``fn()``, waiting for the GPU's work when ``device`` is CUDA."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
 
 
 def reference_for(
@@ -252,7 +240,7 @@ def reference_for(
     device = resolve_device(cfg.device)
     probe = seeded_model(cfg.model, seed=0, device=device)
     flops = forward_flops_per_example(probe, d["pool_x"][0].to(device)) * len(d["pool_y"])
-    seconds = _timed(lambda: compute_losses(probe, d["pool_x"], d["pool_y"]), device)
+    seconds = timed(lambda: compute_losses(probe, d["pool_x"], d["pool_y"]), device)
     cost = ReferenceCost(
         forward_flops=int(flops),
         forward_seconds=seconds,

@@ -11,7 +11,6 @@ every reference option matches). The learner is a tiny two-tower model trained w
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ..reference_embeddings import (
 )
 from ..store import dataset_fingerprint
 from ..train import ReferenceCost, TrainData
-from .common import DEVICES, resolve_device
+from .common import DEVICES, check_cache_options, resolve_device, seeded, timed
 
 __all__ = [
     "CAPTION_VARIANTS",
@@ -126,11 +125,9 @@ def pair_evaluator(d: PairsData, device: torch.device) -> PairEvaluator:
 
 def seeded_two_tower(d: PairsData, cfg: PairsFmnistConfig, *, seed: int, device) -> TwoTower:
     """A fresh two-tower model with weights fixed by ``seed``; the global RNGs are left as they were."""
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        model = TwoTower(len(d.vocabulary), embed_dim=cfg.embed_dim)
-    return model.to(device)
+    return seeded(
+        lambda: TwoTower(len(d.vocabulary), embed_dim=cfg.embed_dim), seed=seed, device=device
+    )
 
 
 @dataclass
@@ -176,15 +173,7 @@ def _load_or_train(cfg, d: PairsData, out: Path, seed: int, progress: bool) -> R
             cache, ids, emb.to("cpu"), fingerprint=fingerprint, meta={**wanted, **info}
         )
     table = load_reference_embeddings(cache, fingerprint=fingerprint)
-    built = table.manifest.get("meta") or {}
-    diffs = [
-        f"{k}: {built.get(k)!r} cached, {v!r} now" for k, v in wanted.items() if built.get(k) != v
-    ]
-    if diffs:
-        raise ValueError(
-            f"{cache} holds reference embeddings built with other options ({'; '.join(diffs)}); "
-            "use another --out or delete the cache"
-        )
+    check_cache_options(table.manifest.get("meta") or {}, wanted, cache, "reference embeddings")
     return table
 
 
@@ -207,14 +196,10 @@ def pair_reference_for(
     device = resolve_device(cfg.device)
     probe = seeded_two_tower(d, cfg, seed=0, device=device)
     flops = _pair_forward_flops(probe, d, device) * len(d.pool_labels)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    embed_pairs(probe, d.pool_images.to(device), d.pool_tokens.to(device))
-    sync()
+    seconds = timed(lambda: embed_pairs(probe, d.pool_images, d.pool_tokens), device)
     cost = ReferenceCost(
         forward_flops=int(flops),
-        forward_seconds=time.perf_counter() - start,
+        forward_seconds=seconds,
         train_flops=int(info.get("train_flops", 0)),
         train_seconds=float(info.get("train_seconds", 0.0)),
     )

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .._config import check_float_field, option
 from .._modes import eval_mode
@@ -29,7 +28,6 @@ from ..online.pair_methods import (
 )
 from ..pair_reference import siglip_optimizer
 from ..pairwise import EmbeddingPairScores, per_example_sigmoid_loss
-from ..recorder import write_records
 from ..train import TrainConfig, train
 from .common import resolve_device
 from .pairs_fmnist import (
@@ -40,7 +38,7 @@ from .pairs_fmnist import (
     prepare_pairs,
     seeded_two_tower,
 )
-from .sweep import SweepConfig, _summary, check_budgets
+from .sweep import SweepConfig, _summary, check_budgets, run_all
 
 __all__ = ["PairSweepConfig", "spearman", "resolution_agreement", "run_pairs_fmnist"]
 
@@ -165,16 +163,14 @@ def run_pairs_fmnist(
     device = resolve_device(scenario.device)
     d = prepare_pairs(scenario, train_cfg.seed)
     ref = pair_reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-    runs = [
-        (train_cfg.seed + s, m, b)
-        for s in range(sweep.seeds)
-        for m in sweep.methods
-        for b in sweep.runs(m)
-    ]
-    records: list[dict] = []
-    for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
-        records += _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device)
-        write_records(out / "metrics.jsonl", records)
+    records = run_all(
+        out,
+        sweep,
+        train_cfg,
+        lambda name, seed, budget: _run_one(
+            name, seed, budget, d, ref, scenario, train_cfg, selection, device
+        ),
+    )
     summary = _summary(records, sweep)
     summary.update(scenario="pairs-fmnist", config=config)
     summary["reference"] = {**ref.info, **asdict(ref.cost)}

@@ -9,6 +9,7 @@ curve (``siftdata.bench.budget``). With one budget the run is the classic side-b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from .common import resolve_device, seeded_model
 from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
 from .summary import summarize
 
-__all__ = ["SweepConfig", "check_options", "check_budgets", "run_noisy_fmnist", "train_single"]
+__all__ = [
+    "SweepConfig",
+    "check_options",
+    "check_budgets",
+    "run_all",
+    "run_noisy_fmnist",
+    "train_single",
+]
 
 
 def _unique(values: tuple, name: str) -> tuple:
@@ -152,6 +160,30 @@ def run_noisy_fmnist(
     ref = None
     if any(parse_method(m).uses_reference for m in sweep.methods):
         ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+    records = run_all(
+        out,
+        sweep,
+        train_cfg,
+        lambda name, seed, budget: _run_one(
+            name, seed, budget, d, ref, scenario, train_cfg, selection
+        ),
+    )
+    summary = _summary(records, sweep)
+    summary.update(scenario="noisy-fmnist", config=config)
+    if ref is not None:
+        summary["reference"] = {**ref.info, **asdict(ref.cost), **_reference_separation(ref, d)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_all(
+    out: Path,
+    sweep: SweepConfig,
+    train_cfg: TrainConfig,
+    run_one: Callable[[str, int, float], list[dict]],
+) -> list[dict]:
+    """Every (seed, method, budget) of ``sweep`` through ``run_one(name, seed, budget)``; the
+    records so far are rewritten to ``out/metrics.jsonl`` after each run."""
     runs = [
         (train_cfg.seed + s, m, b)
         for s in range(sweep.seeds)
@@ -160,14 +192,9 @@ def run_noisy_fmnist(
     ]
     records: list[dict] = []
     for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
-        records += _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection)
+        records += run_one(name, seed, budget)
         write_records(out / "metrics.jsonl", records)
-    summary = _summary(records, sweep)
-    summary.update(scenario="noisy-fmnist", config=config)
-    if ref is not None:
-        summary["reference"] = {**ref.info, **asdict(ref.cost), **_reference_separation(ref, d)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return records
 
 
 def _summary(records: list[dict], sweep: SweepConfig) -> dict:
