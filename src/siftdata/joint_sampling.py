@@ -95,6 +95,7 @@ def joint_sample(
     normalise: str = "none",
     generator: torch.Generator | None = None,
     check_values: bool = False,
+    diagonal: Tensor | None = None,
 ) -> Tensor:
     """Draw ``k`` distinct candidates of a super-batch jointly, in ``chunks`` chunks (JEST).
 
@@ -118,6 +119,8 @@ def joint_sample(
     check_values : bool
         Check that every block of ``S`` read is finite (one host sync per block). Without it a
         NaN or inf gain cannot produce duplicates, but the draw is then meaningless.
+    diagonal : Tensor, optional
+        ``scores.diagonal()`` if the caller already has it (it is not recomputed).
 
     Returns
     -------
@@ -131,7 +134,7 @@ def joint_sample(
         raise ValueError(f"first_chunk must be one of {FIRST_CHUNK_RULES}, got {first_chunk!r}")
     if normalise not in GAIN_NORMALISATIONS:
         raise ValueError(f"normalise must be one of {GAIN_NORMALISATIONS}, got {normalise!r}")
-    gain = scores.diagonal()
+    gain = scores.diagonal() if diagonal is None else diagonal
     if gain.shape != (size,) or not gain.is_floating_point():
         raise ValueError(f"scores.diagonal() must be a floating ({size},) vector")
     _check_generator(generator, gain.device)

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._dirs import choose_data_dir
+
 __all__ = [
     "DEFAULT_FMNIST_DIR",
     "FMNIST_ENV_VAR",
@@ -96,12 +98,7 @@ def find_fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:
     FileNotFoundError
         If the chosen directory lacks any of the files; the message says how to install them.
     """
-    if root is not None:
-        candidate, origin = Path(root), "root"
-    elif os.environ.get(FMNIST_ENV_VAR):
-        candidate, origin = Path(os.environ[FMNIST_ENV_VAR]), f"${FMNIST_ENV_VAR}"
-    else:
-        candidate, origin = Path(DEFAULT_FMNIST_DIR), "the default directory"
+    candidate, origin = choose_data_dir(root, FMNIST_ENV_VAR, DEFAULT_FMNIST_DIR)
     missing = _missing_files(candidate)
     if missing:
         raise FileNotFoundError(

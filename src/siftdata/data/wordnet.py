@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._dirs import choose_data_dir
+
 __all__ = ["WORDNET_DIR", "WORDNET_ENV_VAR", "Synset", "find_wordnet_dir", "lookup_noun"]
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -64,12 +66,7 @@ def find_wordnet_dir(root: str | os.PathLike | None = None) -> Path:
         If the chosen directory lacks ``index.noun`` or ``data.noun``; the message says how to
         install them (``sudo apt-get install -y wordnet-base``).
     """
-    if root is not None:
-        candidate, origin = Path(root), "root"
-    elif os.environ.get(WORDNET_ENV_VAR):
-        candidate, origin = Path(os.environ[WORDNET_ENV_VAR]), f"${WORDNET_ENV_VAR}"
-    else:
-        candidate, origin = WORDNET_DIR, "the default directory"
+    candidate, origin = choose_data_dir(root, WORDNET_ENV_VAR, WORDNET_DIR)
     missing = [name for name in _FILES if not (candidate / name).is_file()]
     if missing:
         raise FileNotFoundError(

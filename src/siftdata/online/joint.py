@@ -60,6 +60,7 @@ class JointSampler(GeneratorOwner):
         self.check_values = check_bool(check_values, "check_values")
 
     def select(self, scores: Any, k: int) -> Selection:
+        diagonal = scores.diagonal()  # computed once: the first chunk's scores and the stats
         indices = joint_sample(
             scores,
             k,
@@ -69,8 +70,8 @@ class JointSampler(GeneratorOwner):
             normalise=self.normalise,
             generator=self.generator,
             check_values=self.check_values,
+            diagonal=diagonal,
         )
-        diagonal = scores.diagonal()
         stats = {
             "selected_score_mean": diagonal.index_select(0, indices).mean(),
             "score_mean": diagonal.mean(),
