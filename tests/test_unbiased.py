@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from siftdata.diagnostics import count_host_syncs
-from siftdata.unbiased import importance_weights, variance_reduction_tau
+from siftdata.sampling import gumbel_top_k, gumbel_top_k_with_threshold
+from siftdata.unbiased import (
+    horvitz_thompson_weights,
+    importance_weights,
+    inclusion_probabilities,
+    threshold_inclusion,
+    variance_reduction_tau,
+    without_replacement_weights,
+)
 
 
 def test_weighted_mean_loss_is_unbiased_by_exact_enumeration():
@@ -52,3 +60,80 @@ def test_no_host_sync_and_bad_scores_refused():
         importance_weights(torch.zeros(3), torch.tensor([0]), check_values=True)
     with pytest.raises(ValueError, match="NaN"):
         variance_reduction_tau(torch.tensor([1.0, float("nan")]), check_values=True)
+
+
+# --- without replacement --------------------------------------------------------------------
+
+
+def _plackett_luce_sequences(log_weights, k):
+    """Every ordered draw of k distinct items with its probability (brute force)."""
+    w = torch.softmax(log_weights.double(), 0).tolist()
+    for seq in itertools.permutations(range(len(w)), k):
+        p, left = 1.0, 1.0
+        for i in seq:
+            p *= w[i] / left
+            left -= w[i]
+        yield seq, p
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_exact_inclusion_probabilities_match_enumeration(k):
+    log_w = torch.tensor([0.3, -1.0, 2.0, 0.0, 0.7])
+    brute = torch.zeros(5, dtype=torch.float64)
+    for seq, p in _plackett_luce_sequences(log_w, k):
+        brute[list(seq)] += p
+    exact = inclusion_probabilities(log_w, k)
+    assert torch.allclose(exact, brute, atol=1e-12)
+    assert float(exact.sum()) == pytest.approx(k)
+
+
+def test_horvitz_thompson_weights_are_unbiased_by_exact_enumeration():
+    log_w = torch.tensor([1.5, -0.5, 0.0, 0.8, -2.0, 0.1])
+    losses = torch.tensor([2.0, -1.0, 0.5, 4.0, 3.0, 1.0], dtype=torch.float64)
+    k, pi = 3, inclusion_probabilities(log_w, 3)
+    expectation = 0.0
+    for seq, p in _plackett_luce_sequences(log_w, k):
+        index = torch.tensor(seq)
+        weights = horvitz_thompson_weights(pi, index)
+        expectation += p * float((weights * losses[index]).mean())
+    assert expectation == pytest.approx(float(losses.mean()), rel=1e-10)
+    plain = sum(p * float(losses[list(s)].mean()) for s, p in _plackett_luce_sequences(log_w, k))
+    assert abs(plain - float(losses.mean())) > 0.1  # unweighted, the draw is biased
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.4])
+def test_threshold_weights_are_unbiased(temperature):
+    """E[Σ_S w_i ℓ_i / k] = mean ℓ, estimated from 200k draws made the sampler's way."""
+    scores = torch.tensor([1.0, -0.5, 0.2, 2.0, 0.0], dtype=torch.float64)
+    losses = torch.tensor([3.0, 0.5, -1.0, 6.0, 2.0], dtype=torch.float64)
+    k, draws = 2, 200_000
+    g = torch.Generator().manual_seed(0)
+    gumbel = -torch.rand(draws, 5, generator=g, dtype=torch.float64).log().neg().log()
+    keys = (scores - scores.max()) + temperature * gumbel
+    top = torch.topk(keys, k + 1, dim=1)
+    q = threshold_inclusion(scores, top.values[:, k : k + 1], temperature=temperature)
+    chosen = top.indices[:, :k]
+    estimate = (losses[chosen] / q.gather(1, chosen)).sum(1) / 5  # Σ_S ℓ_i / (B·q_i)
+    stderr = float(estimate.std()) / draws**0.5
+    assert abs(float(estimate.mean()) - float(losses.mean())) < 4 * stderr
+    biased = losses[chosen].mean(1)
+    assert abs(float(biased.mean()) - float(losses.mean())) > 0.2  # unweighted: biased
+
+
+def test_threshold_weights_through_the_sampler_and_edge_cases():
+    scores = torch.randn(50)
+    g = torch.Generator().manual_seed(3)
+    indices, kappa = gumbel_top_k_with_threshold(scores, 10, temperature=0.5, generator=g)
+    same = gumbel_top_k(scores, 10, temperature=0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(indices, same)
+    weights = without_replacement_weights(scores, indices, kappa, temperature=0.5)
+    assert weights.shape == (10,) and bool((weights > 0).all())
+    everything, kappa = gumbel_top_k_with_threshold(scores, 50, generator=g)
+    assert torch.allclose(without_replacement_weights(scores, everything, kappa), torch.ones(50))
+    with count_host_syncs() as syncs:
+        without_replacement_weights(scores, indices, kappa, temperature=0.5)
+    assert syncs.total == 0, syncs.counts
+    with pytest.raises(ValueError, match="at most 12"):
+        inclusion_probabilities(torch.zeros(13), 2)
+    with pytest.raises(ValueError, match="k must be in"):
+        inclusion_probabilities(torch.zeros(4), 5)

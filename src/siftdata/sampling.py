@@ -10,6 +10,8 @@ the scores; nothing touches the global RNG when a generator is given.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -25,6 +27,7 @@ from ._validation import (
 __all__ = [
     "top_k",
     "gumbel_top_k",
+    "gumbel_top_k_with_threshold",
     "sample_with_replacement",
     "uniform_without_replacement",
 ]
@@ -133,6 +136,35 @@ def gumbel_top_k(
     Tensor
         ``(k,)`` distinct int64 indices in draw order, on the scores' device.
     """
+    keys = _gumbel_keys(scores, k, temperature, generator, check_values)
+    return torch.topk(keys, k, sorted=True).indices
+
+
+def gumbel_top_k_with_threshold(
+    scores: Tensor,
+    k: int,
+    *,
+    temperature: float | Tensor = 1.0,
+    generator: torch.Generator | None = None,
+    check_values: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r""":func:`gumbel_top_k`, and the ``(k+1)``-th largest key ``κ`` (for unbiased weights).
+
+    The keys are those of :func:`gumbel_top_k`, ``K_i = (s_i − max s) + τ·G_i``; the draws are the
+    same as :func:`gumbel_top_k`'s for the same generator state. ``κ`` is what
+    :func:`siftdata.unbiased.without_replacement_weights` conditions on; it is ``−∞`` when
+    ``k = N`` (everything is drawn). Returns ``(indices, κ)``, ``κ`` a 0-d tensor; no host sync.
+    """
+    keys = _gumbel_keys(scores, k, temperature, generator, check_values)
+    n = scores.shape[0]
+    top = torch.topk(keys, min(k + 1, n), sorted=True)
+    if k == n:
+        return top.indices, keys.new_full((), -math.inf)
+    return top.indices[:k], top.values[k]
+
+
+def _gumbel_keys(scores, k, temperature, generator, check_values) -> Tensor:
+    """``(s − max s) + τ·G`` with fresh Gumbel noise ``G`` (arguments checked first)."""
     # scores first: a τ derived from bad scores is bad for the same reason
     _check_scores(scores, k, check_values)
     _check_generator(generator, scores.device)
@@ -146,7 +178,7 @@ def gumbel_top_k(
         keys = torch.addcmul(centred, temperature.to(dtype), neg_gumbel, value=-1.0)
     else:
         keys = centred.add_(neg_gumbel, alpha=-float(temperature))
-    return torch.topk(keys, k, sorted=True).indices
+    return keys
 
 
 def sample_with_replacement(

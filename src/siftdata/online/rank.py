@@ -9,8 +9,8 @@ from torch import Tensor
 
 from .._config import check_float_field
 from .._validation import check_finite, check_k, check_vector
-from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
+from .sampled import draw_without_replacement
 
 __all__ = ["RankSelector"]
 
@@ -28,6 +28,9 @@ class RankSelector(GeneratorOwner):
         Ratio ``s ≥ 1`` of the first to the last rank's probability (the paper explores 1–10^8).
     seed, device:
         The selector's own generator.
+    unbiased:
+        Also return loss weights that keep the weighted mean loss unbiased for the super-batch
+        mean (see :func:`~siftdata.online.sampled.draw_without_replacement`).
     check_values:
         Also check the scores for NaN/inf (one host sync per call).
     """
@@ -38,9 +41,11 @@ class RankSelector(GeneratorOwner):
         selection_pressure: float = 100.0,
         seed: int = 0,
         device="cpu",
+        unbiased: bool = False,
         check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
+        self.unbiased = bool(unbiased)
         check_float_field(selection_pressure, "selection_pressure", low=1.0)
         self.selection_pressure = float(selection_pressure)
         self.check_values = check_values
@@ -62,8 +67,11 @@ class RankSelector(GeneratorOwner):
         check_k(k, scores.shape[0])
         if self.check_values:
             check_finite(scores, "scores")
-        indices = gumbel_top_k(self.rank_log_weights(scores), k, generator=self.generator)
-        return Selection(indices=indices)
+        indices, weights = draw_without_replacement(
+            self.rank_log_weights(scores), k, generator=self.generator, unbiased=self.unbiased
+        )
+        return Selection(indices=indices, weights=weights)
 
     def __repr__(self) -> str:
-        return f"RankSelector(selection_pressure={self.selection_pressure}, seed={self.seed})"
+        unbiased = ", unbiased=True" if self.unbiased else ""
+        return f"RankSelector(selection_pressure={self.selection_pressure}{unbiased}, seed={self.seed})"

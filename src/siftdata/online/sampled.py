@@ -6,10 +6,11 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_k, check_positive, check_vector
-from ..sampling import gumbel_top_k
+from ..sampling import gumbel_top_k, gumbel_top_k_with_threshold
+from ..unbiased import without_replacement_weights
 from .base import GeneratorOwner, Selection
 
-__all__ = ["SoftmaxSampler", "DEFAULT_TEMPERATURE_SCALE"]
+__all__ = ["SoftmaxSampler", "DEFAULT_TEMPERATURE_SCALE", "draw_without_replacement"]
 
 DEFAULT_TEMPERATURE_SCALE = 0.5
 """τ / std(scores) when neither a temperature nor a scale is given (see docs/benchmarks.md)."""
@@ -33,6 +34,10 @@ class SoftmaxSampler(GeneratorOwner):
         Default :data:`DEFAULT_TEMPERATURE_SCALE` when neither argument is given.
     seed, device:
         The selector's own generator (see :class:`GeneratorOwner`).
+    unbiased:
+        Also return loss weights ``k / (B·q_i)`` that make the weighted mean loss of the selection
+        an unbiased estimate of the super-batch mean
+        (:func:`siftdata.unbiased.without_replacement_weights`).
     check_values:
         Also check the scores for NaN/inf (one host sync per call).
     """
@@ -42,6 +47,7 @@ class SoftmaxSampler(GeneratorOwner):
         *,
         temperature: float | None = None,
         temperature_scale: float | None = None,
+        unbiased: bool = False,
         seed: int = 0,
         device="cpu",
         check_values: bool = False,
@@ -60,6 +66,7 @@ class SoftmaxSampler(GeneratorOwner):
         else:
             scale = DEFAULT_TEMPERATURE_SCALE if temperature_scale is None else temperature_scale
             self.temperature_scale = check_positive(scale, "temperature_scale")
+        self.unbiased = bool(unbiased)
         self.check_values = check_values
 
     def temperature_for(self, scores: Tensor) -> Tensor | float:
@@ -80,12 +87,47 @@ class SoftmaxSampler(GeneratorOwner):
         ):  # scores first: a τ derived from bad scores is bad for the same reason
             check_finite(scores, "scores")
         tau = self.temperature_for(scores)
-        indices = gumbel_top_k(scores, k, temperature=tau, generator=self.generator)
+        indices, weights = draw_without_replacement(
+            scores, k, temperature=tau, generator=self.generator, unbiased=self.unbiased
+        )
         if not isinstance(tau, Tensor):  # a fill on the device, not a host-to-device copy
             tau = torch.full((), tau, dtype=scores.dtype, device=scores.device)
-        return Selection(indices=indices, stats={"temperature": tau})
+        return Selection(indices=indices, weights=weights, stats=_stats(tau, weights))
 
     def __repr__(self) -> str:
         if self.temperature is not None:
-            return f"SoftmaxSampler(temperature={self.temperature}, seed={self.seed})"
-        return f"SoftmaxSampler(temperature_scale={self.temperature_scale}, seed={self.seed})"
+            options = f"temperature={self.temperature}"
+        else:
+            options = f"temperature_scale={self.temperature_scale}"
+        if self.unbiased:
+            options += ", unbiased=True"
+        return f"SoftmaxSampler({options}, seed={self.seed})"
+
+
+def _stats(tau: Tensor, weights: Tensor | None) -> dict[str, Tensor]:
+    if weights is None:
+        return {"temperature": tau}
+    return {"temperature": tau, "weight_max": weights.max()}
+
+
+def draw_without_replacement(
+    log_weights: Tensor,
+    k: int,
+    *,
+    temperature: float | Tensor = 1.0,
+    generator: torch.Generator | None = None,
+    unbiased: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Gumbel-top-k from ``softmax(log_weights / τ)``, with unbiased loss weights if asked.
+
+    Returns ``(indices, weights)``; ``weights`` is ``None`` unless ``unbiased``, then
+    :func:`siftdata.unbiased.without_replacement_weights` of the draw. The indices are the same
+    either way for the same generator state.
+    """
+    if not unbiased:
+        return gumbel_top_k(log_weights, k, temperature=temperature, generator=generator), None
+    indices, threshold = gumbel_top_k_with_threshold(
+        log_weights, k, temperature=temperature, generator=generator
+    )
+    weights = without_replacement_weights(log_weights, indices, threshold, temperature=temperature)
+    return indices, weights.to(log_weights.dtype)

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_int_range, check_k, check_positive, check_vector
-from ..sampling import gumbel_top_k
 from .base import GeneratorOwner, Selection
+from .sampled import draw_without_replacement
 
 __all__ = ["SelectiveBackpropSelector"]
 
@@ -30,6 +30,9 @@ class SelectiveBackpropSelector(GeneratorOwner):
         Number of recent losses the percentile is computed against.
     seed, device:
         The selector's own generator.
+    unbiased:
+        Also return loss weights that keep the weighted mean loss unbiased for the super-batch
+        mean (see :func:`~siftdata.online.sampled.draw_without_replacement`).
     check_values:
         Also check the losses for NaN/inf (one host sync per call).
     """
@@ -41,9 +44,11 @@ class SelectiveBackpropSelector(GeneratorOwner):
         history_size: int = 4096,
         seed: int = 0,
         device="cpu",
+        unbiased: bool = False,
         check_values: bool = False,
     ) -> None:
         super().__init__(seed=seed, device=device)
+        self.unbiased = bool(unbiased)
         self.beta = check_positive(beta, "beta")
         check_int_range(history_size, "history_size", low=1)
         self.history = torch.zeros(history_size, device=self.device)
@@ -74,14 +79,20 @@ class SelectiveBackpropSelector(GeneratorOwner):
         if self.check_values:
             check_finite(scores, "scores")
         keep = self.keep_probability(scores)
-        indices = gumbel_top_k(keep.log(), k, generator=self.generator)
+        indices, weights = draw_without_replacement(
+            keep.log(), k, generator=self.generator, unbiased=self.unbiased
+        )
         self._remember(scores)
         stats = {"expected_kept": keep.sum()}
-        return Selection(indices=indices, stats=stats)
+        return Selection(indices=indices, weights=weights, stats=stats)
 
     def __repr__(self) -> str:
         size = self.history.numel()
-        return f"SelectiveBackpropSelector(beta={self.beta}, history_size={size}, seed={self.seed})"
+        unbiased = ", unbiased=True" if self.unbiased else ""
+        return (
+            f"SelectiveBackpropSelector(beta={self.beta}, history_size={size}{unbiased}, "
+            f"seed={self.seed})"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
