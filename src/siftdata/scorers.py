@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor
 
 from . import scores as S
-from ._validation import check_positive
+from ._validation import check_fraction, check_positive
 from .loss_memory import LossMemory
 from .store import ScoreTable
 
@@ -286,13 +286,54 @@ class Learnability:
 
 
 class GradNormBound(_Stateless):
-    """‖softmax(z) − onehot(y)‖: the cross-entropy gradient norm at the logits (EL2N)."""
+    """Norm of the per-example loss gradient at the outputs (Katharopoulos & Fleuret, 2018).
+
+    ``loss`` picks the closed form (see :mod:`siftdata.scores`):
+
+    - ``"cross-entropy"`` (default): ``‖softmax(z) − t‖`` with ``t = (1 − ε)·onehot(y) + ε/C``
+      (:func:`~siftdata.scores.grad_norm_bound`; with ``ε = 0`` the EL2N score);
+    - ``"sigmoid"``: ``‖σ(z) − y‖`` for binary cross-entropy with logits summed over the outputs
+      (:func:`~siftdata.scores.sigmoid_grad_norm_bound`);
+    - ``"mse"``: ``2‖z − y‖ / K`` for the squared error averaged over the ``K`` outputs
+      (:func:`~siftdata.scores.mse_grad_norm_bound`).
+
+    For ``"sigmoid"`` and ``"mse"`` the batch's ``labels`` are the float targets, of the outputs'
+    shape. ``label_smoothing`` (``ε`` in ``[0, 1)``) applies to ``"cross-entropy"`` only.
+    """
 
     needs = frozenset({Need.OUTPUTS})
+    LOSSES = ("cross-entropy", "sigmoid", "mse")
+    """The losses with a closed-form gradient norm."""
+
+    def __init__(self, *, loss: str = "cross-entropy", label_smoothing: float = 0.0) -> None:
+        if not isinstance(loss, str) or loss not in self.LOSSES:
+            allowed = ", ".join(repr(name) for name in self.LOSSES)
+            raise ValueError(f"loss must be one of {allowed}; got {loss!r}")
+        label_smoothing = check_fraction(label_smoothing, "label_smoothing", high_open=True)
+        if label_smoothing and loss != "cross-entropy":
+            raise ValueError(
+                f"label_smoothing applies only to loss='cross-entropy'; got loss={loss!r} "
+                f"with label_smoothing={label_smoothing}"
+            )
+        self.loss = loss
+        self.label_smoothing = label_smoothing
 
     def __call__(self, batch: ScoringBatch) -> Tensor:
-        logits = _required(batch.outputs, "outputs", self)
-        return S.grad_norm_bound(logits, _required(batch.labels, "labels", self))
+        outputs = _required(batch.outputs, "outputs", self)
+        labels = _required(batch.labels, "labels", self)
+        if self.loss == "sigmoid":
+            return S.sigmoid_grad_norm_bound(outputs, labels)
+        if self.loss == "mse":
+            return S.mse_grad_norm_bound(outputs, labels)
+        return S.grad_norm_bound(outputs, labels, label_smoothing=self.label_smoothing)
+
+    def __repr__(self) -> str:
+        options = []
+        if self.loss != "cross-entropy":
+            options.append(f"loss={self.loss!r}")
+        if self.label_smoothing:
+            options.append(f"label_smoothing={self.label_smoothing!r}")
+        return f"GradNormBound({', '.join(options)})"
 
 
 class Entropy(_Stateless):

@@ -28,6 +28,8 @@ __all__ = [
     "per_example_loss",
     "learnability",
     "grad_norm_bound",
+    "sigmoid_grad_norm_bound",
+    "mse_grad_norm_bound",
     "entropy",
     "least_confidence",
     "margin",
@@ -124,15 +126,25 @@ def learnability(
     return learner_loss - reference_loss
 
 
-def grad_norm_bound(logits: Tensor, labels: Tensor, *, check_values: bool = False) -> Tensor:
-    r"""Norm of the cross-entropy gradient with respect to the logits.
+def grad_norm_bound(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    check_values: bool = False,
+) -> Tensor:
+    r"""Norm of the softmax cross-entropy gradient with respect to the logits.
+
+    For the per-example loss of :func:`per_example_loss` (``F.cross_entropy(logits, labels,
+    reduction='none', label_smoothing=ε)``), with target ``t_i = (1 − ε) e_{y_i} + ε / C``:
 
     .. math:: g_i = \lVert \partial \ell_i / \partial z_i \rVert_2
-                  = \lVert \operatorname{softmax}(z_i) - e_{y_i} \rVert_2
+                  = \lVert \operatorname{softmax}(z_i) - t_i \rVert_2
 
     Katharopoulos & Fleuret (2018) use it as an upper bound (up to a constant) on the norm of the
-    per-example parameter gradient, for importance sampling; it is also the EL2N score
-    (Paul et al., 2021). Lies in ``[0, √2)``.
+    per-example parameter gradient, for importance sampling: the last linear layer's gradient is
+    exactly ``g_i · ‖h_i‖`` for its input ``h_i``. Without smoothing it is also the EL2N score
+    (Paul et al., 2021) and lies in ``[0, √2)``.
 
     Parameters
     ----------
@@ -140,6 +152,8 @@ def grad_norm_bound(logits: Tensor, labels: Tensor, *, check_values: bool = Fals
         ``(N, C)`` floating logits.
     labels : Tensor
         ``(N,)`` integer labels in ``[0, C)``.
+    label_smoothing : float
+        ``ε`` in ``[0, 1)``; 0 (default) gives ``‖softmax(z_i) − e_{y_i}‖``.
     check_values : bool
         Also check the label range and finiteness (host syncs).
 
@@ -149,10 +163,108 @@ def grad_norm_bound(logits: Tensor, labels: Tensor, *, check_values: bool = Fals
         ``(N,)`` gradient norms.
     """
     _check_logits(logits, labels, check_values)
+    eps = check_fraction(label_smoothing, "label_smoothing", high_open=True)
     probs = torch.softmax(logits, dim=1)
-    # p − e_y by subtracting 1 at each label (F.one_hot would check the label range: a host sync)
-    residual = probs.scatter_add(1, labels.unsqueeze(1), probs.new_full((labels.shape[0], 1), -1.0))
+    if eps:
+        probs = probs - eps / logits.shape[1]
+    # p − t by subtracting 1 − ε at each label (F.one_hot would check the label range: a host sync)
+    residual = probs.scatter_add(
+        1, labels.unsqueeze(1), probs.new_full((labels.shape[0], 1), eps - 1.0)
+    )
     return torch.linalg.vector_norm(residual, dim=1)
+
+
+def _check_outputs_targets(outputs: Tensor, targets: Tensor, name: str, check_values: bool) -> None:
+    """``outputs`` floating ``(N,)`` or ``(N, K)``; ``targets`` floating of the same shape."""
+    if not isinstance(outputs, Tensor) or outputs.dim() not in (1, 2):
+        shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+        raise ValueError(f"{name} must be a tensor of shape (N,) or (N, K), got {shape}")
+    if not outputs.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {outputs.dtype}")
+    if not isinstance(targets, Tensor) or not targets.is_floating_point():
+        what = targets.dtype if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a floating tensor, got {what}")
+    if targets.shape != outputs.shape:
+        raise ValueError(
+            f"{name} and targets must have the same shape, got {tuple(outputs.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if check_values:
+        check_finite(outputs, name)
+        check_finite(targets, "targets")
+
+
+def _row_norms(x: Tensor) -> Tensor:
+    """``|x_i|`` for ``(N,)``, ``‖x_i‖₂`` over the last dim for ``(N, K)``."""
+    return x.abs() if x.dim() == 1 else torch.linalg.vector_norm(x, dim=1)
+
+
+def sigmoid_grad_norm_bound(
+    logits: Tensor, targets: Tensor, *, check_values: bool = False
+) -> Tensor:
+    r"""Norm of the sigmoid binary cross-entropy gradient with respect to the logits.
+
+    For the per-example loss *summed* over the ``K`` outputs,
+    ``F.binary_cross_entropy_with_logits(logits, targets, reduction='none').sum(dim=1)``:
+
+    .. math:: \ell_i = -\sum_k \big[y_{ik} \log \sigma(z_{ik})
+                       + (1 - y_{ik}) \log(1 - \sigma(z_{ik}))\big], \qquad
+              g_i = \lVert \partial \ell_i / \partial z_i \rVert_2
+                  = \lVert \sigma(z_i) - y_i \rVert_2
+
+    (divide by ``K`` for the per-example *mean* over outputs). The importance-sampling bound of
+    :func:`grad_norm_bound` for multi-label or binary classifiers; lies in ``[0, √K]``.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(N,)`` (one output) or ``(N, K)`` floating logits.
+    targets : Tensor
+        Floating targets in ``[0, 1]`` (soft labels allowed), of the logits' shape.
+    check_values : bool
+        Also check finiteness and the target range (host syncs).
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` gradient norms.
+    """
+    _check_outputs_targets(logits, targets, "logits", check_values)
+    if check_values and targets.numel() and (targets.min() < 0 or targets.max() > 1):
+        raise ValueError("targets must be in [0, 1] (probabilities) for the sigmoid loss")
+    return _row_norms(torch.sigmoid(logits) - targets)
+
+
+def mse_grad_norm_bound(outputs: Tensor, targets: Tensor, *, check_values: bool = False) -> Tensor:
+    r"""Norm of the mean-squared-error gradient with respect to the outputs.
+
+    For the per-example loss *averaged* over the ``K`` outputs,
+    ``F.mse_loss(outputs, targets, reduction='none').mean(dim=1)``:
+
+    .. math:: \ell_i = \frac{1}{K} \sum_k (z_{ik} - y_{ik})^2, \qquad
+              g_i = \lVert \partial \ell_i / \partial z_i \rVert_2
+                  = \frac{2}{K} \lVert z_i - y_i \rVert_2
+
+    ``(N,)`` outputs mean ``K = 1``: ``g_i = 2 |z_i − y_i|``. The importance-sampling bound of
+    :func:`grad_norm_bound` for regression.
+
+    Parameters
+    ----------
+    outputs : Tensor
+        ``(N,)`` or ``(N, K)`` floating model outputs.
+    targets : Tensor
+        Floating targets of the outputs' shape.
+    check_values : bool
+        Also check finiteness (host syncs).
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` gradient norms.
+    """
+    _check_outputs_targets(outputs, targets, "outputs", check_values)
+    k = 1 if outputs.dim() == 1 else outputs.shape[1]
+    return _row_norms(outputs - targets) * (2.0 / k)
 
 
 def entropy(logits: Tensor, *, check_values: bool = False) -> Tensor:
