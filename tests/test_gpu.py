@@ -28,6 +28,7 @@ def test_every_method_trains_on_cuda_without_host_syncs(name):
         reference=_reference() if spec.uses_reference else None,  # a CPU table: moved once
         example_ids=N,
         num_classes=4,
+        super_batch_factor=4,
         seed=5,
         device="cuda",
     )
@@ -120,3 +121,32 @@ def test_jest_trains_on_cuda_without_host_syncs(name):
             on_step=lambda step, ids: counts.append(counter.total) if step >= 2 else None,
         )
     assert counts[0] == counts[-1], counter.counts
+
+
+def test_the_tau_gate_and_infobatch_run_on_cuda_without_host_syncs():
+    """The gate's τ crosses to the host through pinned memory and events; the pruning source
+    plans on the CPU once per epoch (a sync then, by design) and hands out positions on CUDA."""
+    from siftdata.online import SelectionConfig, build_method
+    from siftdata.pruning import InfoBatchSource
+    from test_train import N
+
+    method = build_method(
+        "importance", config=SelectionConfig(tau_threshold=1.0001), super_batch_factor=4,
+        seed=5, device="cuda",
+    )  # fmt: skip
+    counts = []
+    with count_host_syncs() as counter:
+        result = train(
+            _model().cuda(),
+            method,
+            _data(),
+            _config(steps=30, eval_every=100),
+            on_step=lambda step, ids: counts.append(counter.total) if step >= 4 else None,
+        )
+    assert counts[0] == counts[-1], counter.counts
+    assert result.records[-1]["selection_stats"]["importance_on"] == 1
+    source = InfoBatchSource(N, epochs=4, delta=1.0, seed=0, device="cuda")
+    uniform = build_method("uniform")
+    steps = source.total_steps(8)
+    result = train(_model().cuda(), uniform, _data(), _config(steps=steps), source=source)
+    assert result.steps == steps and source.passes_saved() > 0

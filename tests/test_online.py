@@ -341,13 +341,14 @@ EXPECTED_RULES = {
     "learnability": ("learnability", SoftmaxSampler),
     "learnability-topk": ("learnability", TopKSelector),
     "learnability-sampled": ("learnability", SoftmaxSampler),
+    "learnability-unbiased": ("learnability", SoftmaxSampler),
     "selective-backprop": ("learner-loss", SelectiveBackpropSelector),
     "rank": ("learner-loss", RankSelector),
 }
 
 
 def test_method_names_are_all_covered():
-    assert set(METHOD_NAMES) == {"uniform", *EXPECTED_RULES}
+    assert set(METHOD_NAMES) == {"uniform", "importance", "importance-always", *EXPECTED_RULES}
     assert DEFAULT_LEARNABILITY == "learnability-sampled"
 
 

@@ -60,6 +60,7 @@ def _method(name, seed=5, ids=None, **config):
         reference=_reference(ids) if spec.uses_reference else None,
         example_ids=N if ids is None else ids,
         num_classes=4,
+        super_batch_factor=4,
         seed=seed,
     )
 
@@ -104,7 +105,16 @@ def _run_interrupted_then_resumed(tmp_path, name, *, model_fn=_model, stop=17, *
 
 @pytest.mark.parametrize(
     "name",
-    ["learnability", "learnability+stale", "selective-backprop", "uniform", "rank", "hard-learner"],
+    [
+        "learnability",
+        "learnability+stale",
+        "selective-backprop",
+        "uniform",
+        "rank",
+        "hard-learner",
+        "importance",
+        "learnability-unbiased",
+    ],
 )
 def test_resumed_run_selects_exactly_what_an_uninterrupted_run_selects(tmp_path, name):
     full, model_a = [], _model()

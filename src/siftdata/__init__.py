@@ -5,13 +5,16 @@ The core is pure functions on tensors (:mod:`siftdata.scores`, :mod:`siftdata.sa
 :func:`select_batch`, usable from any training loop. The reference training loop
 (:mod:`siftdata.train`), reference cache, compute ledger and benchmarks are built on them. JEST
 (:mod:`siftdata.pairwise`, :mod:`siftdata.joint_sampling`) selects contrastive pairs jointly.
+Unbiased selection (:mod:`siftdata.unbiased`) weights sampled selections so the gradient stays
+unbiased: importance sampling with its τ gate, and epoch pruning (:mod:`siftdata.pruning`).
 """
 
-from . import data, ledger, models, reference, scorers, store
+from . import data, grad_norms, ledger, models, reference, scorers, store, unbiased
 from .joint_sampling import joint_sample
 from .online import (
     METHOD_NAMES,
     AlwaysScore,
+    ImportanceSampler,
     JointSelector,
     LossMemory,
     PairwiseScores,
@@ -26,6 +29,7 @@ from .online import (
     SoftmaxSampler,
     TopKSelector,
     UniformSelector,
+    VarianceReductionGate,
     build_method,
     forward_for_scoring,
     parse_method,
@@ -42,8 +46,15 @@ from .pairwise import (
     per_example_sigmoid_loss,
     sigmoid_pair_losses,
 )
+from .pruning import InfoBatchSampler, InfoBatchSource
 from .reference_embeddings import ReferenceEmbeddings, load_reference_embeddings
-from .sampling import gumbel_top_k, sample_with_replacement, top_k, uniform_without_replacement
+from .sampling import (
+    gumbel_top_k,
+    gumbel_top_k_with_threshold,
+    sample_with_replacement,
+    top_k,
+    uniform_without_replacement,
+)
 from .scorers import (
     Entropy,
     GradNormBound,
@@ -64,8 +75,12 @@ from .scores import (
     learnability,
     least_confidence,
     margin,
+    mse_grad_norm_bound,
     per_example_loss,
+    sigmoid_grad_norm_bound,
 )
+from .sources import BatchSource, SuperBatchStream, WeightedSource
+from .unbiased import importance_weights, variance_reduction_tau, without_replacement_weights
 
 __version__ = "0.1.0"
 
@@ -91,18 +106,27 @@ __all__ = [
     "reference",
     "scorers",
     "store",
+    "unbiased",
+    "grad_norms",
     # pure per-example scores
     "per_example_loss",
     "learnability",
     "grad_norm_bound",
+    "sigmoid_grad_norm_bound",
+    "mse_grad_norm_bound",
     "entropy",
     "least_confidence",
     "margin",
     # pure sampling
     "top_k",
     "gumbel_top_k",
+    "gumbel_top_k_with_threshold",
     "sample_with_replacement",
     "uniform_without_replacement",
+    # unbiased weights
+    "importance_weights",
+    "without_replacement_weights",
+    "variance_reduction_tau",
     # scorers
     "Need",
     "ScoringBatch",
@@ -126,9 +150,17 @@ __all__ = [
     "SoftmaxSampler",
     "SelectiveBackpropSelector",
     "RankSelector",
+    "ImportanceSampler",
     "ScoringPolicy",
     "AlwaysScore",
     "ScoreAfter",
+    "VarianceReductionGate",
+    # batch sources
+    "BatchSource",
+    "WeightedSource",
+    "SuperBatchStream",
+    "InfoBatchSampler",
+    "InfoBatchSource",
     "forward_for_scoring",
     "select_batch",
     # named methods

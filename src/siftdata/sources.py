@@ -2,8 +2,9 @@
 
 A :class:`BatchSource` hands out ``size`` pool positions per call; the loop asks for a super-batch
 of ``B`` when it will score and select, and for ``b`` when it will not. Today's source is the
-epoch-wise shuffled :class:`SuperBatchStream`; epoch-level pruning samplers (InfoBatch) and
-distributed shards plug in here.
+epoch-wise shuffled :class:`SuperBatchStream`. A :class:`WeightedSource` also weights the losses
+of what it hands out and is told the training losses back: the epoch-pruning
+:class:`~siftdata.pruning.InfoBatchSource` is one. Distributed shards plug in here too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from ._validation import check_int_range
 
-__all__ = ["BatchSource", "SuperBatchStream"]
+__all__ = ["BatchSource", "WeightedSource", "SuperBatchStream"]
 
 
 @runtime_checkable
@@ -27,6 +28,19 @@ class BatchSource(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class WeightedSource(BatchSource, Protocol):
+    """A source whose examples carry loss weights, and which learns from the training losses."""
+
+    def weights(self, positions: Tensor) -> Tensor:
+        """``(len(positions),)`` loss weights of positions it handed out (no host sync)."""
+        ...
+
+    def observe(self, positions: Tensor, losses: Tensor) -> None:
+        """The training losses of the trained ``positions`` (detached; no host sync)."""
+        ...
 
 
 class SuperBatchStream:

@@ -40,8 +40,9 @@ from .online.methods import SelectionMethod
 from .online.step import LossFn, choose, forward_for_scoring
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
+from .scorers import ScoringBatch
 from .scores import per_example_loss
-from .sources import BatchSource, SuperBatchStream
+from .sources import BatchSource, SuperBatchStream, WeightedSource
 from .store import dataset_fingerprint
 from .train_config import WATCH_OPTIONS, ReferenceCost, TrainConfig, TrainData
 
@@ -73,6 +74,7 @@ class _Loop:
         self.ledger: ComputeLedger = parts["ledger"]
         self.recorder: Recorder = parts["recorder"]
         self.super_batch = config.super_batch_size(selects=method.selects, name=repr(method.name))
+        self.weighted_source = isinstance(self.source, WeightedSource)
         self.ids_are_positions = torch.equal(
             data.ids, torch.arange(len(data), device=data.ids.device)
         )
@@ -114,13 +116,33 @@ class _Loop:
                     x, y = index_inputs(x, keep), y.index_select(0, keep)
         if x is None:
             x, y = self._gather(positions)
-        losses, loss = self._update(x, y, weights)
-        if m.selects and m.scorer.remembers:
-            with self.ledger.track("remember", ("remember", c.batch_size)):
-                m.scorer.observe(ids, losses.detach())
-        self.recorder.after_step(loss.detach(), positions, stats)
+        weights = _times(weights, self._source_weights(positions))
+        outputs, losses, loss = self._update(x, y, weights)
+        self._remember(scoring, ids, positions, y, outputs, losses.detach())
+        self.recorder.after_step(loss.detach(), positions, {**stats, **_policy_stats(m.policy)})
         self.step += 1
         return ids
+
+    def _source_weights(self, positions: Tensor) -> Tensor | None:
+        """The batch source's loss weights (an epoch-pruning source up-weights what it keeps)."""
+        return self.source.weights(positions) if self.weighted_source else None
+
+    def _remember(self, scoring, ids, positions, y, outputs, losses) -> None:
+        """Hand on what the training forward computed anyway (no extra forward, no sync): losses
+        to a loss memory and to an epoch-pruning source, bounds of the batch to a τ gate."""
+        m = self.method
+        if self.weighted_source:
+            self.source.observe(positions, losses)
+        remembers = m.selects and m.scorer.remembers
+        watches = _observes(m.policy) and not scoring and outputs is not None
+        if not (remembers or watches):
+            return
+        with self.ledger.track("remember", ("remember", self.config.batch_size, watches)):
+            if remembers:
+                m.scorer.observe(ids, losses)
+            if watches:  # τ from the trained batch while the gate does not score
+                batch = ScoringBatch(ids=ids, labels=y, outputs=outputs.detach(), loss=losses)
+                m.policy.observe(m.scorer(batch))
 
     def _ids(self, positions: Tensor) -> Tensor:
         return positions if self.ids_are_positions else self.data.ids.index_select(0, positions)
@@ -137,13 +159,19 @@ class _Loop:
             values = scores if isinstance(scores, Tensor) else scores.diagonal()
             _check_step_values(values, "scores", self.step)
         selection = choose(scores, self.config.batch_size, m.selector)
+        if _observes(m.policy):
+            m.policy.observe(scores)
         return selection.indices, selection.weights, selection.stats
 
-    def _update(self, x: Any, y: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _update(self, x: Any, y: Tensor, weights: Tensor | None) -> tuple[Any, Tensor, Tensor]:
+        """One optimizer step; returns the outputs (``None`` with a ``train_forward``), the
+        per-example losses and the (weighted) mean loss."""
         with self.ledger.track("train", ("train", self.config.batch_size)):
             schedules.set_lr(self.optimizer, self.base_lrs, self.lr_factor())
+            outputs = None
             if self.method.train_forward is None:
-                losses = self.loss_fn(self.model(x), y)
+                outputs = self.model(x)
+                losses = self.loss_fn(outputs, y)
             else:
                 losses = self.method.train_forward.losses(self.model, x, y, self.loss_fn)
             loss = (losses * weights).mean() if weights is not None else losses.mean()
@@ -152,7 +180,7 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        return losses, loss
+        return outputs, losses, loss
 
     def record(self) -> dict[str, Any]:
         return self.recorder.record(
@@ -180,6 +208,22 @@ class _Loop:
         self.recorder.load_state_dict(state["recorder"])
         set_global_rng_state(state["rng"])
         self.step = int(state["step"])
+
+
+def _times(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    """The product of two optional weight vectors."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a * b
+
+
+def _observes(policy: Any) -> bool:
+    """Whether a scoring policy watches per-example scores (importance sampling's τ gate)."""
+    return getattr(policy, "observes", False)
+
+
+def _policy_stats(policy: Any) -> dict[str, Tensor]:
+    return policy.stats() if _observes(policy) else {}
 
 
 def _check_step_values(values: Tensor, what: str, step: int) -> None:

@@ -118,7 +118,7 @@ def check_budgets(train_cfg: TrainConfig, budgets) -> None:
         )
 
 
-def _learner(name: str, seed: int, d: dict, ref, scenario, selection):
+def _learner(name: str, seed: int, d: dict, ref, scenario, selection, super_batch_factor):
     """The method (its selector seeded for this run), a fresh learner, and the reference cost."""
     device = resolve_device(scenario.device)
     spec = parse_method(name)
@@ -128,6 +128,7 @@ def _learner(name: str, seed: int, d: dict, ref, scenario, selection):
         reference=ref.table if spec.uses_reference else None,
         example_ids=len(d["pool_y"]),
         num_classes=NUM_CLASSES,
+        super_batch_factor=super_batch_factor,
         seed=derive_seed(seed, "selector"),
         device=device,
     )
@@ -136,7 +137,9 @@ def _learner(name: str, seed: int, d: dict, ref, scenario, selection):
 
 
 def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list[dict]:
-    method, model, cost = _learner(name, seed, d, ref, scenario, selection)
+    method, model, cost = _learner(
+        name, seed, d, ref, scenario, selection, train_cfg.super_batch_factor
+    )
     config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
     tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
     return train(model, method, train_data(d), config, reference_cost=cost, tags=tags).records
@@ -233,7 +236,9 @@ def train_single(
     ref = None
     if parse_method(method).uses_reference:
         ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-    built, model, cost = _learner(method, train_cfg.seed, d, ref, scenario, selection)
+    built, model, cost = _learner(
+        method, train_cfg.seed, d, ref, scenario, selection, train_cfg.super_batch_factor
+    )
     identity = {"scenario": {k: v for k, v in asdict(scenario).items() if k != "device"}}
     identity["selection"] = asdict(selection)
     tags = {"budget": 1.0, "steps_budget": train_cfg.steps, "base_steps": train_cfg.steps}

@@ -3,6 +3,7 @@
 from ..loss_memory import LossMemory
 from .base import GeneratorOwner, JointSelector, PairwiseScores, Selection, Selector
 from .greedy import TopKSelector, UniformSelector
+from .importance import ImportanceSampler, VarianceReductionGate, paper_tau_threshold
 from .methods import (
     DEFAULT_LEARNABILITY,
     LOG_NUM_CLASSES,
@@ -16,7 +17,7 @@ from .methods import (
 )
 from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
-from .sampled import SoftmaxSampler
+from .sampled import SoftmaxSampler, draw_without_replacement
 from .selective_backprop import SelectiveBackpropSelector
 from .step import LossFn, forward_for_scoring, scoring_mode, select_batch
 
@@ -31,7 +32,11 @@ __all__ = [
     "SoftmaxSampler",
     "SelectiveBackpropSelector",
     "RankSelector",
+    "ImportanceSampler",
+    "draw_without_replacement",
     "ScoringPolicy",
+    "VarianceReductionGate",
+    "paper_tau_threshold",
     "AlwaysScore",
     "ScoreAfter",
     "LossFn",

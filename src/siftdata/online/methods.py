@@ -18,6 +18,7 @@ from .._config import check_float_field, check_int_field, option
 from .._validation import check_int_range
 from ..loss_memory import LossMemory
 from ..scorers import (
+    GradNormBound,
     Learnability,
     LearnerLoss,
     Negated,
@@ -30,6 +31,7 @@ from ..store import ScoreTable
 from .approximation import MultiResolution
 from .base import JointSelector, Selector
 from .greedy import TopKSelector
+from .importance import ImportanceSampler, VarianceReductionGate, paper_tau_threshold
 from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
 from .sampled import DEFAULT_TEMPERATURE_SCALE, SoftmaxSampler
@@ -65,6 +67,9 @@ _BASE_METHODS = {
     "easy-reference": ("easy-reference", "top-k"),
     "learnability-topk": ("learnability", "top-k"),
     "learnability-sampled": ("learnability", "softmax"),
+    "learnability-unbiased": ("learnability", "softmax-unbiased"),
+    "importance": ("grad-norm", "importance"),
+    "importance-always": ("grad-norm", "importance"),
     "selective-backprop": ("learner-loss", "selective-backprop"),
     "rank": ("learner-loss", "rank"),
 }
@@ -75,11 +80,15 @@ METHOD_NAMES = (
     "learnability",
     "learnability-topk",
     "learnability-sampled",
+    "learnability-unbiased",
+    "importance",
+    "importance-always",
     "selective-backprop",
     "rank",
 )
 """The named methods (``learnability`` means :data:`DEFAULT_LEARNABILITY`); any that ranks by
-learner loss also takes :data:`STALE_SUFFIX`."""
+learner loss also takes :data:`STALE_SUFFIX`. ``importance`` samples ∝ the gradient-norm bound
+while its τ gate is on; ``importance-always`` never gates."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,10 @@ class MethodSpec:
 
     name: str
     rule: str
-    """``none``, ``learner-loss``, ``easy-reference`` or ``learnability``."""
+    """``none``, ``learner-loss``, ``easy-reference``, ``learnability`` or ``grad-norm``."""
     selector: str
-    """``uniform``, ``top-k``, ``softmax``, ``selective-backprop`` or ``rank``."""
+    """``uniform``, ``top-k``, ``softmax``, ``softmax-unbiased``, ``importance``,
+    ``selective-backprop`` or ``rank``."""
     stale: bool = False
 
     @property
@@ -105,6 +115,11 @@ class MethodSpec:
     @property
     def uses_learner_loss(self) -> bool:
         return self.rule in ("learner-loss", "learnability")
+
+    @property
+    def gated(self) -> bool:
+        """Whether a τ gate decides, step by step, whether to score (importance sampling)."""
+        return self.name == "importance"
 
     @property
     def scores_fresh(self) -> bool:
@@ -156,6 +171,13 @@ class SelectionConfig:
     uniform_steps: int = option(
         0, "train uniformly, without scoring, for this many steps before selecting"
     )
+    importance_smoothing: float = option(
+        0.0, "importance sampling draws ∝ bound + this (keeps every example drawable)"
+    )
+    tau_threshold: float | None = option(
+        None, "importance sampling is on while the smoothed τ exceeds this (default (B+3b)/(3b))"
+    )
+    tau_momentum: float = option(0.9, "momentum of τ's moving average")
 
     def __post_init__(self) -> None:
         check_float_field(self.temperature_scale, "temperature_scale", low=0.0, low_open=True)
@@ -163,6 +185,12 @@ class SelectionConfig:
         check_float_field(self.selection_pressure, "selection_pressure", low=1.0)
         self.learner_loss_cap = _parse_cap(self.learner_loss_cap)
         check_int_field(self.uniform_steps, "uniform_steps", low=0)
+        check_float_field(self.importance_smoothing, "importance_smoothing", low=0.0)
+        if self.tau_threshold is not None:
+            check_float_field(self.tau_threshold, "tau_threshold", low=1.0, low_open=True)
+        check_float_field(self.tau_momentum, "tau_momentum", low=0.0)
+        if not self.tau_momentum < 1:
+            raise ValueError(f"tau_momentum must be in [0, 1), got {self.tau_momentum}")
 
     def cap_for(self, num_classes: int | None) -> float | None:
         """The learner-loss cap as a number (``logC`` resolved with ``num_classes``)."""
@@ -254,6 +282,8 @@ def _scorer(spec, config, reference, example_ids, num_classes, device) -> Scorer
         return Negated(ReferenceLoss(reference))
     if spec.rule == "none":
         return None
+    if spec.rule == "grad-norm":
+        return GradNormBound()
     learner = _learner_scorer(spec, example_ids, num_classes, device)
     if spec.rule == "learner-loss":
         return learner
@@ -265,8 +295,11 @@ def _selector(spec: MethodSpec, config: SelectionConfig, seed: int, device) -> S
     rng = {"seed": seed, "device": device}
     if spec.selector == "top-k":
         return TopKSelector()
-    if spec.selector == "softmax":
-        return SoftmaxSampler(temperature_scale=config.temperature_scale, **rng)
+    if spec.selector in ("softmax", "softmax-unbiased"):
+        unbiased = spec.selector == "softmax-unbiased"
+        return SoftmaxSampler(temperature_scale=config.temperature_scale, unbiased=unbiased, **rng)
+    if spec.selector == "importance":
+        return ImportanceSampler(smoothing=config.importance_smoothing, **rng)
     if spec.selector == "selective-backprop":
         return SelectiveBackpropSelector(beta=config.beta, **rng)
     if spec.selector == "rank":
@@ -281,6 +314,7 @@ def build_method(
     reference: ScoreTable | None = None,
     example_ids: int | Tensor | None = None,
     num_classes: int | None = None,
+    super_batch_factor: float | None = None,
     seed: int = 0,
     device="cpu",
 ) -> SelectionMethod:
@@ -299,6 +333,8 @@ def build_method(
         The pool's ids (or their number, for ids ``0 … N−1``), for ``+stale`` methods.
     num_classes:
         For the ``logC`` loss cap and the stale memory's initial loss.
+    super_batch_factor:
+        ``B / b``, for importance sampling's default τ threshold ``(B + 3b)/(3b)``.
     seed, device:
         The selector's own generator (and where the loss memory lives).
     """
@@ -307,5 +343,23 @@ def build_method(
     scorer = _scorer(spec, config, reference, example_ids, num_classes, device)
     if scorer is None:
         return SelectionMethod(spec.name)
-    policy = ScoreAfter(config.uniform_steps) if config.uniform_steps else AlwaysScore()
-    return SelectionMethod(spec.name, scorer, _selector(spec, config, seed, device), policy)
+    return SelectionMethod(
+        spec.name,
+        scorer,
+        _selector(spec, config, seed, device),
+        _policy(spec, config, super_batch_factor),
+    )
+
+
+def _policy(spec: MethodSpec, config: SelectionConfig, super_batch_factor) -> ScoringPolicy:
+    if spec.gated:
+        threshold = config.tau_threshold
+        if threshold is None:
+            if super_batch_factor is None:
+                raise ValueError(
+                    f"{spec.name!r} needs super_batch_factor (B/b) for its default τ threshold "
+                    "(B + 3b)/(3b), or an explicit tau_threshold"
+                )
+            threshold = paper_tau_threshold(super_batch_factor, 1.0)  # B/b over b/b
+        return VarianceReductionGate(threshold=threshold, momentum=config.tau_momentum)
+    return ScoreAfter(config.uniform_steps) if config.uniform_steps else AlwaysScore()
