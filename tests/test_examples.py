@@ -43,3 +43,15 @@ def test_jest_loop_avoids_mismatched_pairs(capsys):
     assert accuracy > 0.2  # zero-shot over 10 classes: chance is 0.1
     assert mismatched < 0.35  # uniform sampling trains on 50% mismatched pairs
     assert "mismatched share" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["infobatch", "importance"])
+def test_unbiased_loop_trains_with_an_exactly_sized_schedule(mode, capsys):
+    argv = ["--mode", mode, "--epochs", "3", "--pool-size", "3000"]
+    accuracy, share = _load("unbiased_loop").main(argv)
+    assert accuracy > 0.6
+    if mode == "infobatch":  # 3 epochs, δ = 0.875: epoch 1 alone is pruned, by 0.5 · 1500 of 3000
+        assert share == pytest.approx(750 / 9000)
+    else:
+        assert 0.0 <= share <= 1.0
+    assert mode in capsys.readouterr().out

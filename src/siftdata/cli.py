@@ -49,6 +49,16 @@ def _add_pair_options(p: argparse.ArgumentParser) -> None:
     add_config_options(p, PairSelectionConfig)
 
 
+def _add_importance_options(p: argparse.ArgumentParser) -> None:
+    from .bench.importance import SCENARIO_DEFAULTS, ImportanceSweepConfig, PruningConfig
+
+    add_config_options(p, ImportanceSweepConfig)
+    add_config_options(p, NoisyFmnistConfig, defaults=SCENARIO_DEFAULTS)
+    add_config_options(p, TrainConfig, exclude=("checkpoint_every",))
+    add_config_options(p, SelectionConfig)
+    add_config_options(p, PruningConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siftdata", description="Choose which examples to train on."
@@ -76,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_out(pairs, None)
     _add_pair_options(pairs)
+    importance = scenarios.add_parser(
+        "importance",
+        help="Fashion-MNIST: importance sampling, unbiased learnability and InfoBatch vs uniform",
+    )
+    _add_out(importance, None)
+    _add_importance_options(importance)
     tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
     tr.add_argument("--method", default="learnability", help="the method (default learnability)")
     _add_out(tr, None)
@@ -130,9 +146,36 @@ def _bench_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_importance(args: argparse.Namespace) -> int:
+    from .bench.importance import (
+        ImportanceSweepConfig,
+        PruningConfig,
+        check_importance_options,
+        run_importance,
+    )
+    from .run_folder import run_folder_lock
+
+    configs = {
+        "sweep": config_from_args(ImportanceSweepConfig, args),
+        "scenario": config_from_args(NoisyFmnistConfig, args),
+        "train_cfg": config_from_args(TrainConfig, args),
+        "selection": config_from_args(SelectionConfig, args),
+        "pruning": config_from_args(PruningConfig, args),
+    }
+    check_importance_options(
+        configs["scenario"], configs["train_cfg"], configs["sweep"], configs["pruning"]
+    )
+    with run_folder_lock(_out(args)) as out:
+        run_importance(out, **configs)
+        _print_summary(out)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.scenario == "pairs-fmnist":
         return _bench_pairs(args)
+    if args.scenario == "importance":
+        return _bench_importance(args)
     from .bench.sweep import run_noisy_fmnist
     from .run_folder import run_folder_lock
 

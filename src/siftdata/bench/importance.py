@@ -1,0 +1,227 @@
+"""Scenario ``importance``: unbiased selection on Fashion-MNIST, side by side with uniform.
+
+Methods: ``uniform``, ``importance`` (sampling ∝ the gradient-norm bound behind its τ gate),
+``learnability-unbiased``, ``selective-backprop``, any other named method, and ``infobatch``
+(uniform training through the epoch-pruning :class:`~siftdata.pruning.InfoBatchSource`). Every run
+is a budget of ``--steps``, its learning rate decayed to its own length; ``infobatch`` trains the
+same number of *epochs* as uniform at that budget, in the fewer steps its pruned epochs take
+(announced before training, so its schedule is sized to them). The records add the loss and
+accuracy on a fixed subset of the (noisy) pool, for training-loss curves; the summary adds
+passes saved, accuracy at uniform's wall-clock, time to uniform's final training loss, τ's trace,
+and checks on one fixed model (:mod:`siftdata.bench.importance_checks`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .._config import check_float_field, check_int_field, option
+from .._seeding import derive_seed
+from ..online import SelectionConfig, build_method, parse_method
+from ..pruning import InfoBatchSource
+from ..recorder import ClassificationEvaluator, evaluate
+from ..train import TrainConfig, train
+from .common import resolve_device, seeded_model
+from .importance_checks import fixed_model_checks, importance_summary
+from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
+from .sweep import SweepConfig, _summary, check_budgets, run_all
+
+__all__ = [
+    "INFOBATCH",
+    "ImportanceSweepConfig",
+    "PruningConfig",
+    "SCENARIO_DEFAULTS",
+    "check_importance_options",
+    "run_importance",
+]
+
+INFOBATCH = "infobatch"
+SCENARIO_DEFAULTS = {"noise": 0.0, "model": "cnn"}
+"""The scenario's own defaults for the shared data options (clean data, the CNN)."""
+
+
+@dataclass
+class ImportanceSweepConfig(SweepConfig):
+    """Methods, seeds and budgets of the ``importance`` scenario."""
+
+    methods: tuple[str, ...] = option(
+        ("uniform", "importance", "learnability-unbiased", INFOBATCH, "selective-backprop"),
+        "comma-separated methods (named methods and infobatch); uniform is always run",
+    )
+
+    @staticmethod
+    def check_method(name: str) -> None:
+        if name != INFOBATCH:
+            parse_method(name)
+
+
+@dataclass
+class PruningConfig:
+    """InfoBatch's options, and the scenario's extra measurements."""
+
+    prune_ratio: float = option(0.5, "infobatch drops this share of the well-learned examples")
+    delta: float = option(0.875, "infobatch prunes in this share of the epochs, then serves all")
+    low_share: float = option(0.5, "infobatch's well-learned set: this share of lowest losses")
+    pool_eval_size: int = option(10_000, "pool examples whose loss is recorded (training loss)")
+    probe_size: int = option(512, "super-batch of the fixed-model checks (per-example gradients)")
+
+    def __post_init__(self) -> None:
+        check_float_field(self.prune_ratio, "prune_ratio", low=0.0, low_open=True, high=0.999)
+        check_float_field(self.delta, "delta", low=0.0, low_open=True, high=1.0)
+        check_float_field(self.low_share, "low_share", low=0.0, low_open=True, high=0.999)
+        check_int_field(self.pool_eval_size, "pool_eval_size", low=1)
+        check_int_field(self.probe_size, "probe_size", low=2)
+
+
+def _uses_reference(name: str) -> bool:
+    return name != INFOBATCH and parse_method(name).uses_reference
+
+
+def check_importance_options(scenario, train_cfg: TrainConfig, sweep, pruning) -> None:
+    """Checks across option groups, before any data is loaded or reference trained."""
+    selecting = [m for m in sweep.methods if m != INFOBATCH and parse_method(m).selects]
+    big_b = train_cfg.super_batch_size(selects=bool(selecting), name=", ".join(selecting))
+    if big_b > scenario.pool_size:
+        raise ValueError(
+            f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
+        )
+    check_budgets(train_cfg, (*sweep.budgets, *sweep.uniform_budgets))
+    for name in ("pool_eval_size", "probe_size"):
+        if getattr(pruning, name) > scenario.pool_size:
+            raise ValueError(f"{name} exceeds the pool ({scenario.pool_size})")
+    if INFOBATCH in sweep.methods:
+        for budget in sweep.budgets:
+            _infobatch_epochs(round(budget * train_cfg.steps), train_cfg.batch_size, scenario)
+
+
+def _infobatch_epochs(steps: int, batch: int, scenario) -> int:
+    """The epochs uniform covers in ``steps`` (rounded), which infobatch then trains."""
+    epochs = round(steps * batch / scenario.pool_size)
+    if epochs < 2:
+        raise ValueError(
+            f"{steps} steps of {batch} are {steps * batch / scenario.pool_size:.2f} epochs of the "
+            "pool; infobatch needs at least 2 (epoch 0 is never pruned): raise --steps"
+        )
+    return epochs
+
+
+class PoolAndTestEvaluator:
+    """Test accuracy and loss, plus loss and accuracy on a fixed subset of the training pool."""
+
+    def __init__(self, d: dict, positions: torch.Tensor, device, batch_size: int) -> None:
+        self.test = ClassificationEvaluator(
+            d["test_x"].to(device), d["test_y"].to(device), batch_size=batch_size
+        )
+        self.x = d["pool_x"].index_select(0, positions).to(device)
+        self.y = d["pool_y"].index_select(0, positions).to(device)
+        self.batch_size = batch_size
+
+    def __call__(self, model) -> dict[str, float]:
+        pool = evaluate(model, self.x, self.y, batch_size=self.batch_size)
+        return {**self.test(model), "pool_loss": pool["test_loss"], "pool_acc": pool["test_acc"]}
+
+
+class _Runs:
+    """One run of the sweep; keeps the base seed's uniform learner for the fixed-model checks."""
+
+    def __init__(self, d, ref, scenario, train_cfg, selection, pruning, top: float) -> None:
+        self.d, self.ref, self.scenario, self.top = d, ref, scenario, top
+        self.train_cfg, self.selection, self.pruning = train_cfg, selection, pruning
+        self.device = resolve_device(scenario.device)
+        g = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "pool-eval-subset"))
+        subset = torch.randperm(len(d["pool_y"]), generator=g)[: pruning.pool_eval_size]
+        self.evaluator = PoolAndTestEvaluator(d, subset, self.device, train_cfg.eval_batch_size)
+        self.kept_model = None
+
+    def __call__(self, name: str, seed: int, budget: float) -> list[dict]:
+        cfg, steps = self.train_cfg, round(budget * self.train_cfg.steps)
+        source, tags = None, {"budget": budget, "base_steps": cfg.steps}
+        if name == INFOBATCH:
+            epochs = _infobatch_epochs(steps, cfg.batch_size, self.scenario)
+            source = self._infobatch(epochs, seed)
+            steps = source.total_steps(cfg.batch_size)
+            tags.update(epochs=epochs, announced_passes_saved=source.passes_saved())
+        method = build_method(
+            "uniform" if name == INFOBATCH else name,
+            config=self.selection,
+            reference=self.ref.table if _uses_reference(name) else None,
+            example_ids=len(self.d["pool_y"]),
+            num_classes=NUM_CLASSES,
+            super_batch_factor=cfg.super_batch_factor,
+            seed=derive_seed(seed, "selector"),
+            device=self.device,
+        )
+        method.name = name
+        model = seeded_model(
+            self.scenario.model, seed=derive_seed(seed, "learner-init"), device=self.device
+        )
+        config = replace(cfg, steps=steps, seed=seed)
+        tags["steps_budget"] = steps
+        cost = self.ref.cost if _uses_reference(name) else None
+        result = train(
+            model,
+            method,
+            train_data(self.d),
+            config,
+            source=source,
+            evaluator=self.evaluator,
+            reference_cost=cost,
+            tags=tags,
+        )
+        if name == "uniform" and seed == cfg.seed and budget == self.top:
+            self.kept_model = model
+        return result.records
+
+    def _infobatch(self, epochs: int, seed: int) -> InfoBatchSource:
+        p = self.pruning
+        return InfoBatchSource(
+            len(self.d["pool_y"]),
+            epochs=epochs,
+            prune_ratio=p.prune_ratio,
+            delta=p.delta,
+            low_share=p.low_share,
+            seed=derive_seed(seed, "infobatch"),
+            device=self.device,
+        )
+
+
+def run_importance(
+    out: Path,
+    *,
+    scenario: NoisyFmnistConfig,
+    sweep: ImportanceSweepConfig,
+    train_cfg: TrainConfig,
+    selection: SelectionConfig,
+    pruning: PruningConfig,
+) -> dict:
+    """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` and
+    ``summary.json`` into ``out``; return the summary."""
+    check_importance_options(scenario, train_cfg, sweep, pruning)
+    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
+    config.update(selection=asdict(selection), pruning=asdict(pruning))
+    (out / "config.json").write_text(json.dumps({"name": "importance", **config}, indent=2))
+    d = prepare_data(scenario, train_cfg.seed)
+    ref = None
+    if any(_uses_reference(m) for m in sweep.methods):
+        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+    runs = _Runs(d, ref, scenario, train_cfg, selection, pruning, max(sweep.budgets))
+    records = run_all(out, sweep, train_cfg, runs)
+    summary = _summary(records, sweep)
+    summary.update(scenario="importance", config=config)
+    summary["unbiased"] = importance_summary(records, methods=list(sweep.methods))
+    if runs.kept_model is not None:
+        summary["fixed_model"] = fixed_model_checks(
+            runs.kept_model,
+            d,
+            ref.table if ref is not None else None,
+            probe_size=pruning.probe_size,
+            batch_size=train_cfg.batch_size,
+            selection=selection,
+            seed=train_cfg.seed,
+        )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
