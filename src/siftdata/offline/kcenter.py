@@ -1,0 +1,101 @@
+r"""Greedy k-center on embeddings (Sener & Savarese 2018; SVP's coverage core-set), in O(N) memory.
+
+Each pick is the example farthest from its nearest chosen center:
+
+.. math:: c_{t+1} = \arg\max_i \min_{c \in C_t} \lVert x_i - c \rVert_2 .
+
+Only one distance-to-nearest-center vector of length ``N`` is kept and updated with the newest
+center, in chunks of ``chunk_size`` rows, so memory is ``O(N + chunk_size·D)`` whatever ``k`` is
+(the published SVP code keeps an ``N × k`` matrix). With no initial centers the first pick is a
+seeded uniform draw (an empty initial set is not an error, unlike there).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._validation import check_finite, check_int_range
+
+__all__ = ["k_center_greedy", "nearest_center_distances"]
+
+
+def nearest_center_distances(
+    embeddings: Tensor, centers: Tensor, *, chunk_size: int = 8192
+) -> Tensor:
+    """``(N,)`` Euclidean distance of every row to its nearest row of ``centers`` (``(C, D)``),
+    computed ``chunk_size`` rows at a time (``C = 0`` gives ``+inf``)."""
+    n = embeddings.shape[0]
+    nearest = embeddings.new_full((n,), float("inf"))
+    for center in centers:
+        _fold_in(nearest, embeddings, center, chunk_size)
+    return nearest
+
+
+def _fold_in(nearest: Tensor, embeddings: Tensor, center: Tensor, chunk_size: int) -> None:
+    """``nearest = min(nearest, ‖x − center‖)`` in place, chunk by chunk."""
+    for start in range(0, embeddings.shape[0], chunk_size):
+        rows = embeddings[start : start + chunk_size]
+        distance = torch.linalg.vector_norm(rows - center, dim=1)
+        torch.minimum(
+            nearest[start : start + chunk_size], distance, out=nearest[start : start + chunk_size]
+        )
+
+
+def _check_initial(initial: Tensor | None, n: int) -> Tensor:
+    if initial is None:
+        return torch.empty(0, dtype=torch.long)
+    initial = torch.as_tensor(initial).reshape(-1).long().cpu()
+    if initial.numel() and (int(initial.min()) < 0 or int(initial.max()) >= n):
+        raise ValueError(f"initial centers must be row indices in [0, {n})")
+    if initial.unique().numel() != initial.numel():
+        raise ValueError("initial centers hold repeated indices")
+    return initial
+
+
+def k_center_greedy(
+    embeddings: Tensor,
+    k: int,
+    *,
+    initial: Tensor | None = None,
+    seed: int = 0,
+    chunk_size: int = 8192,
+) -> Tensor:
+    """Pick ``k`` new centers greedily; returns their row indices in pick order.
+
+    Parameters
+    ----------
+    embeddings : Tensor
+        ``(N, D)`` finite floating embeddings (e.g. a proxy's penultimate layer), on any device.
+    k : int
+        How many to pick, ``1 ≤ k ≤ N − len(initial)``.
+    initial : Tensor, optional
+        Row indices already chosen (e.g. the labeled set in active learning); may be empty.
+    seed : int
+        Seeds the first pick when there are no initial centers.
+    chunk_size : int
+        Rows per distance computation (memory ``O(chunk_size·D)`` beyond the ``N`` distances).
+    """
+    if embeddings.dim() != 2 or not embeddings.is_floating_point():
+        raise ValueError(f"embeddings must be a 2-D float tensor, got {tuple(embeddings.shape)}")
+    n = embeddings.shape[0]
+    check_int_range(chunk_size, "chunk_size", low=1)
+    initial = _check_initial(initial, n)
+    check_int_range(k, "k", low=1, high=n - initial.numel())
+    check_finite(embeddings, "embeddings")
+    nearest = nearest_center_distances(
+        embeddings, embeddings[initial.to(embeddings.device)], chunk_size=chunk_size
+    )
+    nearest[initial.to(embeddings.device)] = -1.0  # chosen: never picked again, even if tied
+    picks = torch.empty(k, dtype=torch.long, device=embeddings.device)
+    if initial.numel() == 0:
+        g = torch.Generator().manual_seed(int(seed))
+        first = int(torch.randint(n, (1,), generator=g))
+    else:
+        first = int(nearest.argmax())  # offline: a host read per pick is fine
+    for t in range(k):
+        pick = first if t == 0 else nearest.argmax()
+        picks[t] = pick
+        _fold_in(nearest, embeddings, embeddings[pick], chunk_size)
+        nearest[pick] = -1.0
+    return picks
