@@ -103,3 +103,126 @@ def test_forgetting_partial_updates_state_and_bad_input():
         tracker.update(torch.tensor([0, 1]), torch.tensor([True]))
     with pytest.raises(ValueError, match="this tracker"):
         ForgettingTracker(4).load_state_dict(tracker.state_dict())
+
+
+# --- subset policies ------------------------------------------------------------------------
+
+from siftdata.offline.subsets import select_subset, subset_size  # noqa: E402
+
+SCORES = torch.tensor([0.5, 3.0, 1.0, 2.0, 0.0, 4.0, 1.5, 2.5])
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("hardest", [1, 5, 7]), ("easiest", [0, 2, 4]), ("middle", [3, 6, 7])],
+)
+def test_rank_policies_keep_the_right_end(policy, expected):
+    assert select_subset(SCORES, policy=policy, budget=3).tolist() == expected
+
+
+def test_sizes_by_fraction_or_budget():
+    assert subset_size(10, keep=0.3) == 3 and subset_size(10, keep=1.0) == 10
+    assert subset_size(10, budget=4) == 4
+    assert select_subset(SCORES, policy="hardest", keep=0.5).numel() == 4
+
+
+def test_stratified_covers_every_score_bin_and_drops_the_hardest():
+    scores = torch.cat([torch.zeros(80), torch.linspace(1, 10, 20)])  # a dense easy mass, a tail
+    kept = select_subset(scores, policy="stratified", budget=20, bins=5, drop_hardest=0.05)
+    assert kept.numel() == 20 and kept.unique().numel() == 20
+    assert not bool((scores[kept] > scores.sort().values[-5]).any())  # the 5 hardest dropped
+    # even over 5 bins of width 1.53: the tail's bins give all they hold (about 3 each), the easy
+    # mass only what is left, far below its 84% of the pool
+    assert int((scores[kept] == 0).sum()) < 10
+    assert torch.unique((scores[kept] / 1.53).floor().clamp(max=4)).numel() == 5
+    same = select_subset(scores, policy="stratified", budget=20, bins=5, seed=1)
+    assert torch.equal(same, select_subset(scores, policy="stratified", budget=20, bins=5, seed=1))
+
+
+def test_class_balanced_keeps_even_counts_and_fills_from_larger_classes():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    scores = torch.arange(8.0)
+    kept = select_subset(scores, policy="hardest", budget=6, labels=labels)
+    counts = torch.bincount(labels[kept], minlength=3).tolist()
+    assert counts == [3, 2, 1] or counts == [2, 3, 1]
+    assert sum(counts) == 6
+    assert 3 in kept.tolist() and 6 in kept.tolist()  # the hardest within their classes
+
+
+def test_subset_bad_input():
+    with pytest.raises(ValueError, match=r"keep must be a fraction in \(0, 1\]"):
+        select_subset(SCORES, policy="hardest", keep=0.0)
+    with pytest.raises(ValueError, match=r"keep must be a fraction"):
+        select_subset(SCORES, policy="hardest", keep=1.5)
+    with pytest.raises(ValueError, match="budget must be in"):
+        select_subset(SCORES, policy="hardest", budget=9)
+    with pytest.raises(ValueError, match="exactly one"):
+        select_subset(SCORES, policy="hardest")
+    with pytest.raises(ValueError, match="NaN"):
+        select_subset(torch.tensor([1.0, float("nan")]), policy="hardest", budget=1)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        select_subset(SCORES, policy="random", budget=1)
+
+
+# --- rank agreement -------------------------------------------------------------------------
+
+import itertools  # noqa: E402
+
+from siftdata.offline.agreement import kendall_tau, spearman, top_k_overlap  # noqa: E402
+
+
+def _slow_kendall_b(a, b):
+    concordant = discordant = ties_a = ties_b = 0
+    for i, j in itertools.combinations(range(len(a)), 2):
+        sa, sb = (a[i] > a[j]) - (a[i] < a[j]), (b[i] > b[j]) - (b[i] < b[j])
+        if sa == 0:
+            ties_a += 1
+        if sb == 0:
+            ties_b += 1
+        if sa * sb > 0:
+            concordant += 1
+        elif sa * sb < 0:
+            discordant += 1
+    n0 = len(a) * (len(a) - 1) / 2
+    return (concordant - discordant) / ((n0 - ties_a) * (n0 - ties_b)) ** 0.5
+
+
+def _slow_spearman(a, b):
+    def ranks(x):
+        return [sum(y < v for y in x) + (sum(y == v for y in x) + 1) / 2 for v in x]
+
+    ra, rb = torch.tensor(ranks(a)), torch.tensor(ranks(b))
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_kendall_and_spearman_match_slow_definitions_with_ties(chunk_size):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 5, (23,), generator=g).double()  # many ties
+    b = a + torch.randint(-2, 3, (23,), generator=g)
+    assert kendall_tau(a, b, chunk_size=chunk_size) == pytest.approx(
+        _slow_kendall_b(a.tolist(), b.tolist())
+    )
+    assert spearman(a, b) == pytest.approx(_slow_spearman(a.tolist(), b.tolist()))
+    assert kendall_tau(a, a) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_agreement_against_scipy_where_present():
+    stats = pytest.importorskip("scipy.stats")
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(200, generator=g), torch.randn(200, generator=g)
+    b = a + b
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic)
+
+
+def test_top_k_overlap_and_bad_input():
+    a = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    b = torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert top_k_overlap(a, b, 2) == 0.5 and top_k_overlap(a, b, 5) == 1.0
+    with pytest.raises(ValueError, match="one length"):
+        spearman(a, b[:3])
+    with pytest.raises(ValueError, match="NaN"):
+        kendall_tau(a, torch.tensor([1.0, float("nan"), 0, 0, 0]))
+    with pytest.raises(ValueError, match="k must be in"):
+        top_k_overlap(a, b, 6)

@@ -26,6 +26,7 @@ from torch.func import functional_call, grad, vmap
 
 from ._modes import eval_mode
 from ._validation import check_int_range, check_same_length
+from .offline.agreement import spearman  # re-exported: the bound's rank agreement
 
 __all__ = [
     "LossFn",
@@ -239,44 +240,3 @@ def _check_variance_inputs(per_example_grads: Tensor, probs: Tensor) -> tuple[Te
     if abs(float(p.sum()) - 1.0) > 1e-5:
         raise ValueError(f"probs must sum to 1, got {float(p.sum()):.8g}")
     return grads, p
-
-
-def _average_ranks(x: Tensor) -> Tensor:
-    """1-based ranks of ``x``, ties sharing the mean of the ranks they span."""
-    order = torch.argsort(x)
-    _, group, counts = torch.unique_consecutive(x[order], return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()  # 1-based rank of each tie group's last member
-    ranks = torch.empty_like(x, dtype=torch.float64)
-    ranks[order] = (ends - (counts - 1) / 2)[group]
-    return ranks
-
-
-def spearman(a: Tensor, b: Tensor) -> float:
-    r"""Spearman's rank correlation of two score vectors, ties given their average rank.
-
-    .. math:: \rho = \operatorname{corr}\big(\operatorname{rank}(a), \operatorname{rank}(b)\big)
-
-    the Pearson correlation of the ranks. ``nan`` if either vector is constant.
-
-    Parameters
-    ----------
-    a, b : Tensor
-        ``(N,)`` finite real values, ``N ≥ 2``, in the same example order.
-
-    Returns
-    -------
-    float
-        ``ρ`` in ``[-1, 1]``.
-    """
-    for x, name in ((a, "a"), (b, "b")):
-        if not isinstance(x, Tensor) or x.dim() != 1:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a 1-D tensor, got {shape}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} has non-finite values (NaN or inf)")
-    check_same_length(a, b, "a", "b")
-    if a.shape[0] < 2:
-        raise ValueError(f"spearman needs at least 2 values, got {a.shape[0]}")
-    ra, rb = (_average_ranks(x.detach().cpu().double()) - (x.shape[0] + 1) / 2 for x in (a, b))
-    denominator = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / denominator if denominator > 0 else math.nan
