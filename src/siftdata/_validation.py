@@ -47,6 +47,20 @@ def check_finite(x: Tensor, name: str) -> Tensor:
     return x
 
 
+def check_sampling_weights(x: Tensor, name: str) -> Tensor:
+    """Require finite, nonnegative values with a positive sum (weights to sample in proportion
+    to). A *value* check (host syncs): run it only with ``check_values=True``."""
+    check_finite(x, name)
+    if bool((x < 0).any()):
+        raise ValueError(f"{name} must be nonnegative (they are sampling weights)")
+    if not bool(x.sum() > 0):
+        raise ValueError(
+            f"{name} must have a positive sum and must not all be zero: with all zero there "
+            "is nothing to sample in proportion to"
+        )
+    return x
+
+
 def check_k(k: int, n: int, name: str = "k", *, of: str = "the super-batch size") -> int:
     """Require ``0 < k <= n`` for an integer ``k``; ``of`` says what ``n`` is in the message."""
     if isinstance(k, bool) or not isinstance(k, int):

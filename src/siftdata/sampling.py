@@ -21,6 +21,7 @@ from ._validation import (
     check_int_range,
     check_k,
     check_positive,
+    check_sampling_weights,
     check_vector,
 )
 
@@ -216,11 +217,7 @@ def sample_with_replacement(
     check_int_range(k, "k", low=1)
     _check_generator(generator, probs.device)
     if check_values:
-        check_finite(probs, "probs")
-        if bool((probs < 0).any()):
-            raise ValueError("probs must be nonnegative")
-        if not bool(probs.sum() > 0):
-            raise ValueError("probs must have a positive sum")
+        check_sampling_weights(probs, "probs")
     return torch.multinomial(probs, k, replacement=True, generator=generator)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import check_finite, check_k, check_vector
+from ._validation import check_k, check_sampling_weights, check_vector
 
 __all__ = [
     "importance_weights",
@@ -40,11 +40,7 @@ __all__ = [
 def _normalised(scores: Tensor, check_values: bool) -> Tensor:
     check_vector(scores, "scores")
     if check_values:
-        check_finite(scores, "scores")
-        if bool((scores < 0).any()):
-            raise ValueError("scores must be nonnegative (they are sampling weights)")
-        if not bool(scores.sum() > 0):
-            raise ValueError("scores must not all be zero: nothing to sample in proportion to")
+        check_sampling_weights(scores, "scores")
     return scores / scores.sum()
 
 

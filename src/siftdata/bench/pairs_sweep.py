@@ -19,6 +19,7 @@ from .._config import check_float_field, option
 from .._modes import eval_mode
 from .._seeding import derive_seed
 from ..data.pairs import PairsData
+from ..offline.agreement import spearman
 from ..online.approximation import LowResolution
 from ..online.pair_methods import (
     PairSelectionConfig,
@@ -63,13 +64,6 @@ class PairSweepConfig(SweepConfig):
 
     def super_batch_factor(self) -> float:
         return 1.0 / (1.0 - self.filter_ratio)
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman's rank correlation of two score vectors (ranks by sorting; float ties are rare)."""
-    ranks = [torch.argsort(torch.argsort(v.double())).double() for v in (a, b)]
-    centred = [r - r.mean() for r in ranks]
-    return float((centred[0] * centred[1]).sum() / (centred[0].norm() * centred[1].norm()))
 
 
 def _learnability(learner, reference) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_int_range, check_vector
+from .._validation import check_int_range, check_sampling_weights, check_vector
 from ..sampling import sample_with_replacement
 from ..unbiased import importance_weights, variance_reduction_tau
 from .base import GeneratorOwner, Selection
@@ -81,7 +81,7 @@ class ImportanceSampler(GeneratorOwner):
         check_vector(scores, "scores")
         check_int_range(k, "k", low=1)  # with replacement, k may exceed B
         if self.check_values:
-            _check_sampling_scores(scores)
+            check_sampling_weights(scores, "importance scores")
         weights = self.probabilities(scores)
         indices = sample_with_replacement(weights, k, generator=self.generator)
         loss_weights = importance_weights(weights, indices)
@@ -90,14 +90,6 @@ class ImportanceSampler(GeneratorOwner):
 
     def __repr__(self) -> str:
         return f"ImportanceSampler(smoothing={self.smoothing}, seed={self.seed})"
-
-
-def _check_sampling_scores(scores: Tensor) -> None:
-    check_finite(scores, "scores")
-    if bool((scores < 0).any()):
-        raise ValueError("importance scores must be nonnegative (they are sampling weights)")
-    if not bool(scores.sum() > 0):
-        raise ValueError("importance scores are all zero: nothing to sample in proportion to")
 
 
 class VarianceReductionGate:
