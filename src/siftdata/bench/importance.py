@@ -21,14 +21,14 @@ import torch
 
 from .._config import check_float_field, check_int_field, option
 from .._seeding import derive_seed
-from ..online import SelectionConfig, build_method, parse_method
+from ..online import SelectionConfig, parse_method
 from ..pruning import InfoBatchSource
 from ..recorder import ClassificationEvaluator, evaluate
 from ..train import TrainConfig, train
-from .common import resolve_device, seeded_model
+from .common import resolve_device
 from .importance_checks import fixed_model_checks, importance_summary
-from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
-from .sweep import SweepConfig, _summary, check_budgets, run_all
+from .noisy_fmnist import NoisyFmnistConfig, prepare_data, reference_for, train_data
+from .sweep import SweepConfig, _learner, _summary, check_options, run_all
 
 __all__ = [
     "INFOBATCH",
@@ -83,13 +83,8 @@ def _uses_reference(name: str) -> bool:
 
 def check_importance_options(scenario, train_cfg: TrainConfig, sweep, pruning) -> None:
     """Checks across option groups, before any data is loaded or reference trained."""
-    selecting = [m for m in sweep.methods if m != INFOBATCH and parse_method(m).selects]
-    big_b = train_cfg.super_batch_size(selects=bool(selecting), name=", ".join(selecting))
-    if big_b > scenario.pool_size:
-        raise ValueError(
-            f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
-        )
-    check_budgets(train_cfg, (*sweep.budgets, *sweep.uniform_budgets))
+    named = tuple(m for m in sweep.methods if m != INFOBATCH)  # infobatch trains as uniform
+    check_options(scenario, train_cfg, named, (*sweep.budgets, *sweep.uniform_budgets))
     for name in ("pool_eval_size", "probe_size"):
         if getattr(pruning, name) > scenario.pool_size:
             raise ValueError(f"{name} exceeds the pool ({scenario.pool_size})")
@@ -145,23 +140,18 @@ class _Runs:
             source = self._infobatch(epochs, seed)
             steps = source.total_steps(cfg.batch_size)
             tags.update(epochs=epochs, announced_passes_saved=source.passes_saved())
-        method = build_method(
+        method, model, cost = _learner(
             "uniform" if name == INFOBATCH else name,
-            config=self.selection,
-            reference=self.ref.table if _uses_reference(name) else None,
-            example_ids=len(self.d["pool_y"]),
-            num_classes=NUM_CLASSES,
-            super_batch_factor=cfg.super_batch_factor,
-            seed=derive_seed(seed, "selector"),
-            device=self.device,
+            seed,
+            self.d,
+            self.ref,
+            self.scenario,
+            self.selection,
+            cfg.super_batch_factor,
         )
-        method.name = name
-        model = seeded_model(
-            self.scenario.model, seed=derive_seed(seed, "learner-init"), device=self.device
-        )
+        method.name = name  # infobatch: uniform's method through the pruning source
         config = replace(cfg, steps=steps, seed=seed)
         tags["steps_budget"] = steps
-        cost = self.ref.cost if _uses_reference(name) else None
         result = train(
             model,
             method,
