@@ -125,25 +125,35 @@ def _print_summary(out: Path) -> None:
     print(f"\nreport: {write_report(out)}")
 
 
+def _run_scenario(args: argparse.Namespace, classes: dict[str, type], check, run) -> int:
+    """Build each config group from ``args``, ``check(**configs)`` before any data is loaded,
+    then ``run(out, **configs)`` in the locked run folder and print the summary."""
+    from .run_folder import run_folder_lock
+
+    configs = {key: config_from_args(cls, args) for key, cls in classes.items()}
+    check(**configs)
+    with run_folder_lock(_out(args)) as out:
+        run(out, **configs)
+        _print_summary(out)
+    return 0
+
+
 def _bench_pairs(args: argparse.Namespace) -> int:
     from .bench.pairs_fmnist import PairsFmnistConfig
     from .bench.pairs_sweep import PairSweepConfig, check_pair_options, run_pairs_fmnist
     from .online.pair_methods import PairSelectionConfig
-    from .run_folder import run_folder_lock
 
-    configs = {
-        "sweep": config_from_args(PairSweepConfig, args),
-        "scenario": config_from_args(PairsFmnistConfig, args),
-        "train_cfg": config_from_args(TrainConfig, args),
-        "selection": config_from_args(PairSelectionConfig, args),
+    classes = {
+        "sweep": PairSweepConfig,
+        "scenario": PairsFmnistConfig,
+        "train_cfg": TrainConfig,
+        "selection": PairSelectionConfig,
     }
-    check_pair_options(
-        configs["scenario"], configs["train_cfg"], configs["sweep"], configs["selection"]
-    )
-    with run_folder_lock(_out(args)) as out:
-        run_pairs_fmnist(out, **configs)
-        _print_summary(out)
-    return 0
+
+    def check(sweep, scenario, train_cfg, selection):
+        check_pair_options(scenario, train_cfg, sweep, selection)
+
+    return _run_scenario(args, classes, check, run_pairs_fmnist)
 
 
 def _bench_importance(args: argparse.Namespace) -> int:
@@ -153,22 +163,19 @@ def _bench_importance(args: argparse.Namespace) -> int:
         check_importance_options,
         run_importance,
     )
-    from .run_folder import run_folder_lock
 
-    configs = {
-        "sweep": config_from_args(ImportanceSweepConfig, args),
-        "scenario": config_from_args(NoisyFmnistConfig, args),
-        "train_cfg": config_from_args(TrainConfig, args),
-        "selection": config_from_args(SelectionConfig, args),
-        "pruning": config_from_args(PruningConfig, args),
+    classes = {
+        "sweep": ImportanceSweepConfig,
+        "scenario": NoisyFmnistConfig,
+        "train_cfg": TrainConfig,
+        "selection": SelectionConfig,
+        "pruning": PruningConfig,
     }
-    check_importance_options(
-        configs["scenario"], configs["train_cfg"], configs["sweep"], configs["pruning"]
-    )
-    with run_folder_lock(_out(args)) as out:
-        run_importance(out, **configs)
-        _print_summary(out)
-    return 0
+
+    def check(sweep, scenario, train_cfg, selection, pruning):
+        check_importance_options(scenario, train_cfg, sweep, pruning)
+
+    return _run_scenario(args, classes, check, run_importance)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -177,21 +184,18 @@ def _bench(args: argparse.Namespace) -> int:
     if args.scenario == "importance":
         return _bench_importance(args)
     from .bench.sweep import run_noisy_fmnist
-    from .run_folder import run_folder_lock
 
-    configs = {
-        "sweep": config_from_args(SweepConfig, args),
-        "scenario": config_from_args(NoisyFmnistConfig, args),
-        "train_cfg": config_from_args(TrainConfig, args),
-        "selection": config_from_args(SelectionConfig, args),
+    classes = {
+        "sweep": SweepConfig,
+        "scenario": NoisyFmnistConfig,
+        "train_cfg": TrainConfig,
+        "selection": SelectionConfig,
     }
-    sweep = configs["sweep"]
-    budgets = (*sweep.budgets, *sweep.uniform_budgets)
-    check_options(configs["scenario"], configs["train_cfg"], sweep.methods, budgets)
-    with run_folder_lock(_out(args)) as out:
-        run_noisy_fmnist(out, **configs)
-        _print_summary(out)
-    return 0
+
+    def check(sweep, scenario, train_cfg, selection):
+        check_options(scenario, train_cfg, sweep.methods, (*sweep.budgets, *sweep.uniform_budgets))
+
+    return _run_scenario(args, classes, check, run_noisy_fmnist)
 
 
 def _demo(args: argparse.Namespace) -> int:
