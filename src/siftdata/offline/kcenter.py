@@ -23,12 +23,20 @@ __all__ = ["k_center_greedy", "nearest_center_distances"]
 def nearest_center_distances(
     embeddings: Tensor, centers: Tensor, *, chunk_size: int = 8192
 ) -> Tensor:
-    """``(N,)`` Euclidean distance of every row to its nearest row of ``centers`` (``(C, D)``),
-    computed ``chunk_size`` rows at a time (``C = 0`` gives ``+inf``)."""
-    n = embeddings.shape[0]
+    """``(N,)`` Euclidean distance of every row to its nearest row of ``centers`` (``(C, D)``;
+    ``C = 0`` gives ``+inf``). Rows go ``chunk_size`` at a time against blocks of centers sized
+    so that no distance block holds more than ``chunk_size·D`` values."""
+    n, d = embeddings.shape
     nearest = embeddings.new_full((n,), float("inf"))
-    for center in centers:
-        _fold_in(nearest, embeddings, center, chunk_size)
+    for start in range(0, n, chunk_size):
+        rows = embeddings[start : start + chunk_size]
+        block = max(1, chunk_size * d // rows.shape[0])
+        for first in range(0, centers.shape[0], block):
+            distance = torch.cdist(
+                rows, centers[first : first + block], compute_mode="donot_use_mm_for_euclid_dist"
+            )
+            part = nearest[start : start + chunk_size]
+            torch.minimum(part, distance.amin(dim=1), out=part)
     return nearest
 
 
