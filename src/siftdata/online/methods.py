@@ -73,6 +73,7 @@ _BASE_METHODS = {
     "selective-backprop": ("learner-loss", "selective-backprop"),
     "rank": ("learner-loss", "rank"),
 }
+_GATED = frozenset({"importance"})  # scored only while the τ gate says it pays
 METHOD_NAMES = (
     "uniform",
     "hard-learner",
@@ -102,6 +103,8 @@ class MethodSpec:
     """``uniform``, ``top-k``, ``softmax``, ``softmax-unbiased``, ``importance``,
     ``selective-backprop`` or ``rank``."""
     stale: bool = False
+    gated: bool = False
+    """Whether a τ gate decides, step by step, whether to score (importance sampling)."""
 
     @property
     def selects(self) -> bool:
@@ -115,11 +118,6 @@ class MethodSpec:
     @property
     def uses_learner_loss(self) -> bool:
         return self.rule in ("learner-loss", "learnability")
-
-    @property
-    def gated(self) -> bool:
-        """Whether a τ gate decides, step by step, whether to score (importance sampling)."""
-        return self.name == "importance"
 
     @property
     def scores_fresh(self) -> bool:
@@ -140,7 +138,7 @@ def parse_method(name: str) -> MethodSpec:
             f"by learner loss also take the suffix {STALE_SUFFIX})"
         )
     rule, selector = _BASE_METHODS[variant]
-    spec = MethodSpec(name, rule, selector, stale)
+    spec = MethodSpec(name, rule, selector, stale, gated=variant in _GATED)
     if stale and not spec.uses_learner_loss:
         raise ValueError(f"{base!r} does not use the learner's loss, so {name!r} means nothing")
     return spec
