@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 
 import pytest
 import torch
@@ -240,3 +242,128 @@ def test_fingerprint_of_float_labels_keeps_their_fraction():
     # exactly representable values hash alike in any float dtype
     exact = torch.tensor([0.5, 1.0, 0.25])
     assert dataset_fingerprint(exact.half()) == dataset_fingerprint(exact.double())
+
+
+# ---- Parquet layout -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(40,), (40, 3)])
+def test_parquet_round_trip_equals_npy(tmp_path, shape):
+    pytest.importorskip("pyarrow")
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randperm(100, generator=g)[:40] * 3
+    scores = torch.randn(*shape, generator=g, dtype=torch.float64)
+    kw = dict(kind="k", fingerprint=_fp(), meta={"a": 1})
+    npy = load_scores(save_scores(tmp_path / "n", ids, scores, **kw), fingerprint=_fp())
+    path = save_scores(tmp_path / "p", ids, scores, file_format="parquet", **kw)
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "table.parquet"]
+    table = load_scores(path, kind="k", fingerprint=_fp())
+    assert torch.equal(table.ids, npy.ids) and torch.equal(table.scores, npy.scores)
+    assert table.scores.dtype == torch.float64 and table.ids.dtype == torch.int64
+    m = table.manifest
+    assert m["file_format"] == "parquet" and npy.manifest["file_format"] == "npy"
+    assert list(m["sha256"]) == ["table.parquet"] and len(m["sha256"]["table.parquet"]) == 64
+    assert m["shape"] == list(shape) and m["meta"] == {"a": 1}
+    import pyarrow.parquet as pq
+
+    columns = pq.read_table(path / "table.parquet").column_names
+    assert columns == (
+        ["id", "score"] if len(shape) == 1 else ["id", "score_0", "score_1", "score_2"]
+    )
+    assert torch.equal(table.lookup(ids[:5]), scores[:5])
+
+
+def test_parquet_half_scores_are_stored_as_float32(tmp_path):
+    pytest.importorskip("pyarrow")
+    scores = torch.tensor([0.5, -1.25, 3.0]).half()
+    path = save_scores(
+        tmp_path / "p", torch.arange(3), scores, kind="k", fingerprint=_fp(), file_format="parquet"
+    )
+    table = load_scores(path)
+    assert table.scores.dtype == torch.float32 and torch.equal(table.scores, scores.float())
+
+
+def test_parquet_corrupt_file_refused(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = _saved(tmp_path, file_format="parquet")
+    data = bytearray((path / "table.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (path / "table.parquet").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt: the sha256 of table.parquet"):
+        load_scores(path)
+    (path / "table.parquet").unlink()
+    with pytest.raises(ValueError, match="table.parquet is missing"):
+        load_scores(path)
+
+
+def test_parquet_with_wrong_columns_refused(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = _saved(tmp_path, file_format="parquet")
+    pq.write_table(pa.table({"id": pa.array([0, 1]), "other": pa.array([0.0, 1.0])}), path / "x")
+    data = (path / "x").read_bytes()
+    (path / "x").unlink()
+    (path / "table.parquet").write_bytes(data)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["sha256"]["table.parquet"] = hashlib.sha256(data).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"corrupt: table.parquet has columns \['id', 'other'\]"):
+        load_scores(path)
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    stored = _saved(tmp_path, file_format="parquet")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportError, match=r"pip install 'siftdata\[parquet\]'"):
+        save_scores(
+            tmp_path / "new",
+            torch.arange(3),
+            torch.zeros(3),
+            kind="k",
+            fingerprint=_fp(),
+            file_format="parquet",
+        )
+    assert not (tmp_path / "new").exists()  # nothing written
+    with pytest.raises(ImportError, match=r"siftdata\[parquet\]"):
+        load_scores(stored)
+    npy = save_scores(
+        tmp_path / "npy", torch.arange(3), torch.zeros(3), kind="k", fingerprint=_fp()
+    )
+    assert len(load_scores(npy)) == 3  # the default layout needs no pyarrow
+
+
+def test_unknown_file_format(tmp_path):
+    with pytest.raises(ValueError, match="file_format must be one of"):
+        _saved(tmp_path, file_format="csv")
+    path = _saved(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["file_format"] = "csv"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="unknown file_format 'csv'"):
+        load_scores(path)
+
+
+def test_old_manifest_without_file_format_loads(tmp_path):
+    path = _saved(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest.pop("file_format") == "npy"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    table = load_scores(path, kind="k", fingerprint=_fp())
+    assert torch.equal(table.ids, torch.arange(50)) and "file_format" not in table.manifest
+
+
+def test_replacing_across_layouts(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = _saved(tmp_path, file_format="parquet")
+    save_scores(path, torch.arange(4), torch.ones(4), kind="k", fingerprint=_fp())
+    assert sorted(p.name for p in path.iterdir()) == ["ids.npy", "manifest.json", "scores.npy"]
+    (path / "manifest.json").unlink()
+    (path / "ids.npy").unlink()
+    (path / "scores.npy").unlink()
+    (path / "table.parquet").write_bytes(b"left over")  # a half-written parquet store
+    save_scores(path, torch.arange(2), torch.ones(2), kind="k", fingerprint=_fp())
+    assert len(load_scores(path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

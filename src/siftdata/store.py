@@ -4,8 +4,12 @@ A *score store* is a directory::
 
     ids.npy        int64 example ids, shape (N,)
     scores.npy     one row per id, shape (N,) or (N, D)
-    manifest.json  {"format": "siftdata-scores", "version": 1, "kind", "count", "shape", "dtype",
-                    "fingerprint", "sha256": {file: digest}, "meta", "created"}
+    manifest.json  {"format": "siftdata-scores", "version": 1, "kind", "file_format", "count",
+                    "shape", "dtype", "fingerprint", "sha256": {file: digest}, "meta", "created"}
+
+or, with ``file_format="parquet"`` (the ``parquet`` extra, pyarrow), ``table.parquet`` in place of
+the two ``.npy`` files: an ``id`` int64 column and a ``score`` column (scores ``(N,)``) or
+``score_0 … score_{D-1}`` (scores ``(N, D)``). A manifest without ``file_format`` is ``"npy"``.
 
 It holds reference losses (``kind="reference-loss"``), offline proxy scores or cached embeddings.
 :func:`save_scores` writes atomically (temporary directory + rename), so an interrupted save never
@@ -17,7 +21,6 @@ rows up by example id on any device without a Python loop over examples.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -31,13 +34,22 @@ import torch
 from torch import Tensor
 
 from ._ids import IdIndex, is_integer_tensor
+from ._store_files import FILE_FORMATS, ROW_FILES, read_rows, require_pyarrow, to_array, write_rows
 from ._validation import check_same_length
 
-__all__ = ["FORMAT", "VERSION", "ScoreTable", "dataset_fingerprint", "load_scores", "save_scores"]
+__all__ = [
+    "FILE_FORMATS",
+    "FORMAT",
+    "VERSION",
+    "ScoreTable",
+    "dataset_fingerprint",
+    "load_scores",
+    "save_scores",
+]
 
 FORMAT = "siftdata-scores"
 VERSION = 1
-_IDS, _SCORES, _MANIFEST = "ids.npy", "scores.npy", "manifest.json"
+_MANIFEST = "manifest.json"
 
 
 def _sha256(data: bytes | Tensor) -> str:
@@ -59,8 +71,9 @@ def dataset_fingerprint(
         int64, floating ones (soft or regression targets) as float64, so that 0.4 and 0.0
         differ.
     inputs : Tensor, tuple of Tensors, or None, default None
-        Inputs with examples along dim 0 (every part of a tuple is hashed). Only ``n_items`` evenly spaced rows are hashed (their
-        raw bytes, contiguous on the CPU), so fingerprinting a large dataset stays cheap.
+        Inputs with examples along dim 0 (every part of a tuple is hashed). Only ``n_items``
+        evenly spaced rows are hashed (their raw bytes, contiguous on the CPU), so fingerprinting
+        a large dataset stays cheap.
     n_items : int, default 16
         How many rows of ``inputs`` to hash (fewer if there are fewer examples).
 
@@ -95,15 +108,11 @@ def _sampled_rows_sha256(inputs: Tensor, rows: Tensor, n: int) -> str:
     return _sha256(inputs.index_select(0, rows.to(inputs.device)))
 
 
-def _check_id_vector(ids: Tensor) -> None:
-    if ids.dim() != 1 or not is_integer_tensor(ids):
-        raise ValueError(f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}")
-
-
 def _check_ids_scores(ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     """Validate and return ``(ids, scores)`` as detached CPU tensors (ids int64)."""
     ids, scores = torch.as_tensor(ids), torch.as_tensor(scores)
-    _check_id_vector(ids)
+    if ids.dim() != 1 or not is_integer_tensor(ids):
+        raise ValueError(f"ids must be a 1-D integer tensor, got {ids.dtype} {tuple(ids.shape)}")
     if scores.dim() not in (1, 2) or not scores.is_floating_point():
         raise ValueError(f"scores must be a float (N,) or (N, D) tensor, got {scores.dtype}")
     check_same_length(ids, scores, "ids", "scores")
@@ -118,17 +127,11 @@ def _check_ids_scores(ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
     return ids, scores
 
 
-def _write_npy(path: Path, array: np.ndarray) -> str:
-    """Save ``array`` to ``path``; return the file's sha256."""
-    np.save(path, array, allow_pickle=False)
-    return _sha256(path.read_bytes())
-
-
 def _is_replaceable(path: Path) -> bool:
     """Only a directory holding store files alone (or none), or a score store, may be replaced."""
     if not path.is_dir():
         return False
-    if all(p.name in (_IDS, _SCORES, _MANIFEST) for p in path.iterdir()):
+    if all(p.name in (*ROW_FILES, _MANIFEST) for p in path.iterdir()):
         return True
     try:
         return json.loads((path / _MANIFEST).read_text()).get("format") == FORMAT
@@ -152,12 +155,15 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _new_manifest(kind: str, array: np.ndarray, fingerprint: dict, meta: dict | None) -> dict:
+def _new_manifest(
+    kind: str, array: np.ndarray, fingerprint: dict, meta: dict | None, file_format: str
+) -> dict:
     """The manifest of a new store (checksums are filled in once the files are written)."""
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "kind": kind,
+        "file_format": file_format,
         "count": int(array.shape[0]),
         "shape": list(array.shape),
         "dtype": str(array.dtype),
@@ -181,6 +187,7 @@ def save_scores(
     kind: str,
     fingerprint: dict,
     meta: dict | None = None,
+    file_format: str = "npy",
 ) -> Path:
     """Write scores keyed by example id to the directory ``path``, atomically.
 
@@ -199,29 +206,38 @@ def save_scores(
         The :func:`dataset_fingerprint` of the data the scores were computed on.
     meta : dict or None, default None
         Free-form JSON-serialisable notes (how the scores were made, what they cost).
+    file_format : {"npy", "parquet"}, default "npy"
+        ``"parquet"`` writes one ``table.parquet`` (needs the ``parquet`` extra, pyarrow); float16
+        and bfloat16 scores are stored there as float32 (bfloat16 also in ``"npy"``).
 
     Returns
     -------
     Path
         The store's directory.
+
+    Raises
+    ------
+    ImportError
+        If ``file_format="parquet"`` and pyarrow is not installed.
     """
     if not isinstance(kind, str) or not kind:
         raise ValueError(f"kind must be a non-empty string, got {kind!r}")
     if not isinstance(fingerprint, dict):
         raise ValueError(f"fingerprint must be a dict, got {type(fingerprint).__name__}")
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
+    if file_format == "parquet":
+        require_pyarrow()  # fail before writing anything
     ids, scores = _check_ids_scores(ids, scores)
-    array = (scores.float() if scores.dtype == torch.bfloat16 else scores).numpy()  # no np bfloat16
-    manifest = _new_manifest(kind, array, fingerprint, meta)
+    array = to_array(scores, file_format)
+    manifest = _new_manifest(kind, array, fingerprint, meta, file_format)
     path = Path(path)
     if path.exists() and not _is_replaceable(path):
         raise ValueError(f"path {path} exists and is not a score store; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        manifest["sha256"] = {
-            _IDS: _write_npy(tmp / _IDS, ids.numpy()),
-            _SCORES: _write_npy(tmp / _SCORES, array),
-        }
+        manifest["sha256"] = write_rows(tmp, ids.numpy(), array, file_format)
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _swap_into_place(tmp, path)
     except BaseException:
@@ -260,15 +276,6 @@ def _check_fingerprint(stored: Any, expected: dict, path: Path) -> None:
         raise ValueError(f"{path} was built for other data ({detail}); rebuild the cache")
 
 
-def _load_npy(path: Path, name: str, digest: Any) -> np.ndarray:
-    if not (path / name).is_file():
-        raise ValueError(f"the store at {path} is corrupt: {name} is missing")
-    data = (path / name).read_bytes()
-    if _sha256(data) != digest:
-        raise ValueError(f"the store at {path} is corrupt: the sha256 of {name} does not match")
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 def load_scores(
     path: str | os.PathLike, *, kind: str | None = None, fingerprint: dict | None = None
 ) -> ScoreTable:
@@ -292,6 +299,8 @@ def load_scores(
     ------
     FileNotFoundError
         If ``path`` is not a directory.
+    ImportError
+        If the store is a Parquet one and pyarrow is not installed.
     ValueError
         If the manifest is missing or unparsable, the format, version or kind is wrong, a file is
         corrupt, the shapes disagree with the manifest, or the fingerprint differs.
@@ -302,9 +311,8 @@ def load_scores(
         raise ValueError(f"the store at {path} holds {manifest.get('kind')!r} scores, not {kind!r}")
     if fingerprint is not None:
         _check_fingerprint(manifest.get("fingerprint"), fingerprint, path)
-    digests = manifest.get("sha256") or {}
-    ids = _load_npy(path, _IDS, digests.get(_IDS))
-    scores = _load_npy(path, _SCORES, digests.get(_SCORES))
+    file_format = manifest.get("file_format", "npy")  # none before the Parquet layout
+    ids, scores = read_rows(path, file_format, manifest.get("sha256") or {})
     found = [list(ids.shape), list(scores.shape), str(scores.dtype)]
     declared = [[manifest.get("count")], manifest.get("shape"), manifest.get("dtype")]
     if found != declared:
