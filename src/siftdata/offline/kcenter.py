@@ -4,9 +4,12 @@ Each pick is the example farthest from its nearest chosen center:
 
 .. math:: c_{t+1} = \arg\max_i \min_{c \in C_t} \lVert x_i - c \rVert_2 .
 
-Only one distance-to-nearest-center vector of length ``N`` is kept and updated with the newest
-center, in chunks of ``chunk_size`` rows, so memory is ``O(N + chunk_size·D)`` whatever ``k`` is
-(the published SVP code keeps an ``N × k`` matrix). With no initial centers the first pick is a
+Only one (squared) distance-to-nearest-center vector of length ``N`` is kept and updated with the
+newest center, in chunks of ``chunk_size`` rows, so memory is ``O(N + chunk_size)`` beyond the
+embeddings whatever ``k`` is (the published SVP code keeps an ``N × k`` matrix). The update uses
+``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²`` (one matrix-vector product per chunk), so candidates whose
+distances differ by less than float rounding may be ordered differently from an exact
+computation; give float64 embeddings where exact ties matter. With no initial centers the first pick is a
 seeded uniform draw (an empty initial set is not an error, unlike there).
 """
 
@@ -40,14 +43,16 @@ def nearest_center_distances(
     return nearest
 
 
-def _fold_in(nearest: Tensor, embeddings: Tensor, center: Tensor, chunk_size: int) -> None:
-    """``nearest = min(nearest, ‖x − center‖)`` in place, chunk by chunk."""
+def _fold_in(nearest_sq: Tensor, embeddings: Tensor, sq_norms: Tensor, pick, chunk_size) -> None:
+    """``nearest² = min(nearest², ‖x − c‖²)`` in place, chunk by chunk, with
+    ``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²`` (one matrix-vector product per chunk, no ``N × D`` copy)."""
+    center = embeddings[pick]
+    c_sq = sq_norms[pick]
     for start in range(0, embeddings.shape[0], chunk_size):
-        rows = embeddings[start : start + chunk_size]
-        distance = torch.linalg.vector_norm(rows - center, dim=1)
-        torch.minimum(
-            nearest[start : start + chunk_size], distance, out=nearest[start : start + chunk_size]
-        )
+        stop = start + chunk_size
+        d_sq = torch.addmv(sq_norms[start:stop], embeddings[start:stop], center, alpha=-2.0)
+        d_sq.add_(c_sq).clamp_(min=0.0)
+        torch.minimum(nearest_sq[start:stop], d_sq, out=nearest_sq[start:stop])
 
 
 def _check_initial(initial: Tensor | None, n: int) -> Tensor:
@@ -93,8 +98,9 @@ def k_center_greedy(
     check_finite(embeddings, "embeddings")
     nearest = nearest_center_distances(
         embeddings, embeddings[initial.to(embeddings.device)], chunk_size=chunk_size
-    )
+    ).square_()  # squared from here on: the same order, and cheaper to update
     nearest[initial.to(embeddings.device)] = -1.0  # chosen: never picked again, even if tied
+    sq_norms = embeddings.square().sum(dim=1)
     picks = torch.empty(k, dtype=torch.long, device=embeddings.device)
     if initial.numel() == 0:
         g = torch.Generator().manual_seed(int(seed))
@@ -104,6 +110,6 @@ def k_center_greedy(
     for t in range(k):
         pick = first if t == 0 else nearest.argmax()
         picks[t] = pick
-        _fold_in(nearest, embeddings, embeddings[pick], chunk_size)
+        _fold_in(nearest, embeddings, sq_norms, pick, chunk_size)
         nearest[pick] = -1.0
     return picks
