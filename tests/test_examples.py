@@ -55,3 +55,10 @@ def test_unbiased_loop_trains_with_an_exactly_sized_schedule(mode, capsys):
     else:
         assert 0.0 <= share <= 1.0
     assert mode in capsys.readouterr().out
+
+
+def test_svp_coreset_example_trains_the_target_on_the_proxy_core_set(capsys):
+    argv = ["--pool-size", "2000", "--keep", "0.5", "--proxy-epochs", "1", "--target-epochs", "2"]
+    accuracy = _load("svp_coreset").main(argv)
+    assert accuracy > 0.5  # 10 classes: chance is 0.1
+    assert "core-set: 1000 of 2000 examples" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The ``siftdata`` command: ``demo``, ``train``, ``bench`` and ``report``.
+"""The ``siftdata`` command: ``demo``, ``train``, ``bench``, ``score``, ``select`` and ``report``.
 
 Every option of ``train`` and ``bench`` comes from a config dataclass (its default and help are
 written there once) and is validated before any data is loaded or any reference trained.
@@ -59,6 +59,13 @@ def _add_importance_options(p: argparse.ArgumentParser) -> None:
     add_config_options(p, PruningConfig)
 
 
+def _add_svp_options(p: argparse.ArgumentParser, scenario: type) -> None:
+    from .bench.svp import SvpConfig
+
+    add_config_options(p, SvpConfig)
+    add_config_options(p, scenario)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siftdata", description="Choose which examples to train on."
@@ -92,6 +99,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_out(importance, None)
     _add_importance_options(importance)
+    from .bench.svp_active import ActiveConfig
+    from .bench.svp_coreset import CoresetConfig
+
+    coreset = scenarios.add_parser(
+        "svp-coreset",
+        help="Fashion-MNIST: core-sets kept by a cheap proxy's scores vs all data vs random",
+    )
+    _add_out(coreset, None)
+    _add_svp_options(coreset, CoresetConfig)
+    active = scenarios.add_parser(
+        "svp-active",
+        help="Fashion-MNIST: active learning, selecting with a proxy vs the target vs random",
+    )
+    _add_out(active, None)
+    _add_svp_options(active, ActiveConfig)
+    from .svp_commands import ScoreConfig, SelectConfig
+
+    score = sub.add_parser(
+        "score",
+        help="rank Fashion-MNIST with a cheap proxy: one score store per score (resumable)",
+    )
+    _add_out(score, None)
+    add_config_options(score, ScoreConfig)
+    select = sub.add_parser("select", help="keep a core-set of a score store: a selection store")
+    select.add_argument("store", type=Path, help="a score store written by `siftdata score`")
+    select.add_argument("--out", required=True, help="the selection store to write")
+    add_config_options(select, SelectConfig)
     tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
     tr.add_argument("--method", default="learnability", help="the method (default learnability)")
     _add_out(tr, None)
@@ -178,7 +212,31 @@ def _bench_importance(args: argparse.Namespace) -> int:
     return _run_scenario(args, classes, check, run_importance)
 
 
+def _bench_svp(args: argparse.Namespace) -> int:
+    from .bench.svp import SvpConfig
+    from .bench.svp_active import ActiveConfig, check_active_options, run_svp_active
+    from .bench.svp_coreset import CoresetConfig, check_coreset_options, run_svp_coreset
+    from .run_folder import run_folder_lock
+
+    svp = config_from_args(SvpConfig, args)
+    if args.scenario == "svp-coreset":
+        scenario = config_from_args(CoresetConfig, args)
+        check_coreset_options(svp, scenario)
+        run = run_svp_coreset
+    else:
+        scenario = config_from_args(ActiveConfig, args)
+        check_active_options(scenario, svp.pool_size or 60000)
+        run = run_svp_active
+    with run_folder_lock(_out(args)) as out:
+        run(out, svp, scenario)
+        print((out / "report.md").read_text())
+        print(f"report: {out / 'report.md'}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.scenario.startswith("svp-"):
+        return _bench_svp(args)
     if args.scenario == "pairs-fmnist":
         return _bench_pairs(args)
     if args.scenario == "importance":
@@ -245,10 +303,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .run_folder import run_folder_lock
+    from .svp_commands import ScoreConfig, run_score
+
+    cfg = config_from_args(ScoreConfig, args)
+    with run_folder_lock(_out(args)) as out:
+        seconds = run_score(out, cfg)
+    for name, stages in seconds.items():
+        cells = ", ".join(f"{stage} {value:.1f} s" for stage, value in stages.items())
+        print(f"{name}: {out / name} ({cells})")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from .svp_commands import SelectConfig, run_select
+
+    result = run_select(args.store, Path(args.out), config_from_args(SelectConfig, args))
+    print(
+        f"kept {result['size']} of {result['of']} examples by {result['score']}: {result['path']}"
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from .bench.report import write_report
+    from .bench.svp_report import rewrite_svp_report
 
-    path = write_report(args.run_dir, plots=not args.no_plots, methods=args.methods)
+    path = rewrite_svp_report(args.run_dir) or write_report(
+        args.run_dir, plots=not args.no_plots, methods=args.methods
+    )
     print(path.read_text())
     print(f"report: {path}")
     return 0
@@ -256,7 +340,14 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"demo": _demo, "bench": _bench, "train": _train, "report": _report}
+    handlers = {
+        "demo": _demo,
+        "bench": _bench,
+        "train": _train,
+        "score": _score,
+        "select": _select,
+        "report": _report,
+    }
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, ImportError) as err:

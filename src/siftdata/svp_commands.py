@@ -1,0 +1,178 @@
+"""The ``siftdata score`` and ``siftdata select`` commands: rank Fashion-MNIST with a proxy into
+score stores, then keep a core-set of it as a selection store.
+
+``score`` trains one recipe (by default a cheap proxy), scores the 60,000 training images by each
+score and writes one store per score (``OUT/<score>/``) with the model, the direction, the data's
+fingerprint and the time of every stage in its manifest. Its scoring pass is saved in shards, and
+a rerun into the same folder reuses finished stores. ``select`` reads one store and writes the
+ids a policy keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ._config import check_bool, check_choice, check_float_field, check_int_field, option
+from ._store_files import FILE_FORMATS
+from .bench.common import DEVICES, resolve_device
+from .bench.svp import cached_score_run, load_split
+from .data import load_fashion_mnist
+from .models import MODEL_NAMES
+from .offline.proxy_scores import SCORE_NAMES, parse_score_names
+from .offline.recipe import Recipe
+from .offline.stored import keep_priority, load_score, save_selection, source_of
+from .offline.subsets import POLICIES, select_subset
+from .schedules import SCHEDULES
+from .store import dataset_fingerprint
+
+__all__ = ["ScoreConfig", "SelectConfig", "run_score", "run_select"]
+
+
+@dataclass
+class ScoreConfig:
+    """The recipe that scores (a proxy by default), the scores, and how they are computed."""
+
+    model: str = option("mlp", "the scoring network", choices=MODEL_NAMES)
+    width: float = option(0.5, "its width multiplier")
+    epochs: int = option(3, "its training epochs")
+    batch_size: int = option(128, "training batch size")
+    lr: float = option(2e-3, "AdamW learning rate")
+    weight_decay: float = option(1e-2, "AdamW weight decay")
+    schedule: str = option("cosine", "LR schedule", choices=SCHEDULES)
+    seed: int = option(0, "seeds training and k-center's first pick")
+    scores: tuple[str, ...] = option(SCORE_NAMES, "comma-separated scores to compute")
+    el2n_runs: int = option(2, "EL2N: short runs averaged")
+    el2n_epochs: int = option(1, "EL2N: epochs of each short run")
+    kcenter_keep: float = option(0.5, "k-center: rank this fraction (the largest core-set needed)")
+    shard_size: int = option(16384, "examples per resumable scoring shard")
+    file_format: str = option("npy", "how the score stores are written", choices=FILE_FORMATS)
+    pool_size: int = option(0, "score the first N training images only (0: all 60,000)")
+    device: str = option("auto", "auto, cpu or cuda", choices=DEVICES)
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        self.recipe()
+        check_int_field(self.seed, "seed", low=0)
+        self.scores = parse_score_names(self.scores)
+        check_int_field(self.el2n_runs, "el2n_runs", low=1)
+        check_int_field(self.el2n_epochs, "el2n_epochs", low=1)
+        check_float_field(self.kcenter_keep, "kcenter_keep", low=0.0, high=1.0, low_open=True)
+        check_int_field(self.shard_size, "shard_size", low=1)
+        check_choice(self.file_format, "file_format", FILE_FORMATS)
+        check_int_field(self.pool_size, "pool_size", low=0, high=60000)
+        check_choice(self.device, "device", DEVICES)
+        check_bool(self.progress, "progress")
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            model=self.model,
+            width=self.width,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+        )
+
+
+def run_score(out: Path, cfg: ScoreConfig) -> dict[str, dict]:
+    """Score Fashion-MNIST into ``out/<score>/``; returns what each score took (see
+    :meth:`~siftdata.offline.proxy_scores.ScoreRun.cost`)."""
+    device = resolve_device(cfg.device)
+    split = load_split(device, cfg.pool_size)
+    run = cached_score_run(
+        out,
+        cfg.recipe(),
+        split,
+        cfg.scores,
+        seed=cfg.seed,
+        device=device,
+        el2n_runs=cfg.el2n_runs,
+        el2n_epochs=cfg.el2n_epochs,
+        kcenter_picks=max(1, math.floor(cfg.kcenter_keep * len(split))),
+        shard_dir=out / ".shards",
+        progress=cfg.progress,
+        file_format=cfg.file_format,
+    )
+    return {name: run.cost(name) for name in run.scores}
+
+
+@dataclass
+class SelectConfig:
+    """Which examples to keep from one score store."""
+
+    policy: str = option("hardest", "which end or band of the score to keep", choices=POLICIES)
+    keep: float | None = option(None, "fraction kept, in (0, 1] (or give --budget)")
+    budget: float | None = option(None, "number kept (or give --keep)")
+    class_balanced: bool = option(False, "balance the kept set over the classes")
+    bins: int = option(50, "stratified: score bins")
+    drop_hardest: float = option(0.0, "stratified: share of the hardest dropped first")
+    seed: int = option(0, "stratified: the draw's seed")
+    file_format: str = option("npy", "how the selection is written", choices=FILE_FORMATS)
+
+    def __post_init__(self) -> None:
+        check_choice(self.policy, "policy", POLICIES)
+        if (self.keep is None) == (self.budget is None):
+            raise ValueError("give exactly one of --keep (a fraction) and --budget (a count)")
+        if self.keep is not None:
+            check_float_field(self.keep, "keep", low=0.0, high=1.0, low_open=True)
+        if self.budget is not None:
+            if float(self.budget) != int(self.budget):
+                raise ValueError(f"budget must be a whole number, got {self.budget}")
+            self.budget = check_int_field(int(self.budget), "budget", low=1)
+        check_bool(self.class_balanced, "class_balanced")
+        check_int_field(self.bins, "bins", low=1)
+        check_float_field(self.drop_hardest, "drop_hardest", low=0.0, high=0.99)
+        check_int_field(self.seed, "seed", low=0)
+        check_choice(self.file_format, "file_format", FILE_FORMATS)
+
+
+def _labels_for(table) -> torch.Tensor:
+    """Fashion-MNIST's labels for the store's ids, after checking the store was made on it."""
+    count = table.manifest["fingerprint"].get("count")
+    images, labels = load_fashion_mnist("train")
+    images, labels = images[:count], labels[:count]
+    expected = dataset_fingerprint(labels, images)
+    if table.manifest["fingerprint"] != expected:
+        raise ValueError(
+            "--class-balanced needs the labels, but the store was not made on (the first "
+            f"{count} images of) Fashion-MNIST's training set"
+        )
+    return labels[table.ids]
+
+
+def run_select(store: Path, out: Path, cfg: SelectConfig) -> dict:
+    """Keep ``cfg``'s share of the examples in ``store`` by its score; write them to ``out``."""
+    table = load_score(store)
+    meta = table.manifest["meta"]
+    labels = _labels_for(table) if cfg.class_balanced else None
+    rows = select_subset(
+        keep_priority(table.scores.float(), meta["direction"]),
+        policy=cfg.policy,
+        keep=cfg.keep,
+        budget=cfg.budget,
+        labels=labels,
+        bins=cfg.bins,
+        drop_hardest=cfg.drop_hardest,
+        seed=cfg.seed,
+    )
+    ids = table.ids[rows]
+    save_selection(
+        out,
+        ids,
+        policy=cfg.policy,
+        n_total=len(table),
+        fingerprint=table.manifest["fingerprint"],
+        score=meta["score"],
+        direction=meta["direction"],
+        keep=cfg.keep,
+        budget=cfg.budget,
+        source=source_of(store, table),
+        meta={"class_balanced": cfg.class_balanced},
+        file_format=cfg.file_format,
+    )
+    return {"size": int(ids.numel()), "of": len(table), "score": meta["score"], "path": str(out)}
