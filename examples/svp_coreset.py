@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> float:
     # 3. the target on the core-set: an ordinary DataLoader over a Subset
     core = subset_of(TensorDataset(x, labels), selection.ids)
     print(f"core-set: {len(core)} of {len(labels)} examples")
-    torch.manual_seed(0)
-    model = build_model("cnn")
+    with torch.random.fork_rng():  # seeded initial weights; the global RNG is left as it was
+        torch.manual_seed(0)
+        model = build_model("cnn")
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    loader = DataLoader(core, batch_size=128, shuffle=True)
+    loader = DataLoader(
+        core, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     for _ in range(args.target_epochs):
         for xb, yb in loader:
             opt.zero_grad()

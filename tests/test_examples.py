@@ -58,7 +58,7 @@ def test_unbiased_loop_trains_with_an_exactly_sized_schedule(mode, capsys):
 
 
 def test_svp_coreset_example_trains_the_target_on_the_proxy_core_set(capsys):
-    argv = ["--pool-size", "2000", "--keep", "0.5", "--proxy-epochs", "1", "--target-epochs", "2"]
+    argv = ["--pool-size", "2000", "--keep", "0.5", "--proxy-epochs", "1", "--target-epochs", "4"]
     accuracy = _load("svp_coreset").main(argv)
     assert accuracy > 0.5  # 10 classes: chance is 0.1
     assert "core-set: 1000 of 2000 examples" in capsys.readouterr().out

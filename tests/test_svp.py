@@ -104,7 +104,6 @@ def test_entropy_is_finite_when_a_probability_underflows_to_zero():
 
 
 def _mlp():
-    torch.manual_seed(0)
     return fit(TINY, *_blobs(), seed=0, progress=False).model
 
 
@@ -157,6 +156,10 @@ def test_interrupted_scoring_resumes_from_finished_shards(tmp_path):
     again = _Flaky()
     resumed = score_dataset(model, x, y, {"lc": again}, shard_dir=tmp_path, **options)
     assert resumed.resumed == 120 and again.calls == 6  # only shards 2 and 3 were scored
+    loaded = _Flaky()
+    cached = score_dataset(model, x, y, {"lc": loaded}, shard_dir=tmp_path, **options)
+    assert loaded.calls == 0 and cached.resumed == 240
+    assert cached.seconds == pytest.approx(resumed.seconds)  # saved shards keep their time
     assert torch.equal(resumed.scores["lc"], expected)
 
 

@@ -10,7 +10,6 @@ ids a policy keeps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from .models import MODEL_NAMES
 from .offline.proxy_scores import SCORE_NAMES, parse_score_names
 from .offline.recipe import Recipe
 from .offline.stored import keep_priority, load_score, save_selection, source_of
-from .offline.subsets import POLICIES, select_subset
+from .offline.subsets import POLICIES, select_subset, subset_size
 from .schedules import SCHEDULES
 from .store import dataset_fingerprint
 
@@ -93,8 +92,9 @@ def run_score(out: Path, cfg: ScoreConfig) -> dict[str, dict]:
         device=device,
         el2n_runs=cfg.el2n_runs,
         el2n_epochs=cfg.el2n_epochs,
-        kcenter_picks=max(1, math.floor(cfg.kcenter_keep * len(split))),
+        kcenter_picks=subset_size(len(split), keep=cfg.kcenter_keep),
         shard_dir=out / ".shards",
+        shard_size=cfg.shard_size,
         progress=cfg.progress,
         file_format=cfg.file_format,
     )
@@ -145,10 +145,22 @@ def _labels_for(table) -> torch.Tensor:
     return labels[table.ids]
 
 
+def _check_ranked_far_enough(meta: dict, size: int) -> None:
+    """k-center ranks only its first ``kcenter_picks`` picks (the rest tie at 0): a larger core-set
+    would be filled by position, so it is refused."""
+    picks = meta["model"].get("kcenter_picks") if isinstance(meta.get("model"), dict) else None
+    if meta["score"] == "kcenter" and picks is not None and size > picks:
+        raise ValueError(
+            f"this k-center store ranks only its first {picks} picks, fewer than the {size} to "
+            "keep; rescore with a larger --kcenter-keep"
+        )
+
+
 def run_select(store: Path, out: Path, cfg: SelectConfig) -> dict:
     """Keep ``cfg``'s share of the examples in ``store`` by its score; write them to ``out``."""
     table = load_score(store)
     meta = table.manifest["meta"]
+    _check_ranked_far_enough(meta, subset_size(len(table), keep=cfg.keep, budget=cfg.budget))
     labels = _labels_for(table) if cfg.class_balanced else None
     rows = select_subset(
         keep_priority(table.scores.float(), meta["direction"]),

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._seeding import seeded
 from ..ledger import count_flops
 from ..models import build_model
 
@@ -34,16 +35,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {name!r}")
     return torch.device(name)
-
-
-def seeded(build: Callable[[], nn.Module], *, seed: int, device="cpu") -> nn.Module:
-    """``build()`` with initial weights fixed by ``seed``, leaving the global RNGs (CPU and every
-    CUDA device's, which ``manual_seed`` reseeds too) as they were; moved to ``device``."""
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        model = build()
-    return model.to(device)
 
 
 def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> nn.Module:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,8 +196,30 @@ def check_same_run(out: Path, *configs) -> None:
         path.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
 
 
-def _model_description(recipe: Recipe, seed: int) -> dict:
-    return {**recipe.describe(), "seed": seed}
+_SCORING_OPTIONS = ("el2n_runs", "el2n_epochs", "kcenter_picks")
+"""Options of :func:`score_with_recipe` that change the scores (recorded with them)."""
+
+
+def _made_by(recipe: Recipe, seed: int, options: dict) -> dict:
+    """What made a score store: the recipe, the seed and the options that change the scores."""
+    made = {k: options[k] for k in _SCORING_OPTIONS if options.get(k) is not None}
+    return {**recipe.describe(), "seed": seed, **made}
+
+
+def _load_run(folder: Path, stores: dict, recipe: Recipe, split, made_by: dict) -> ScoreRun:
+    tables = {n: load_score(p, fingerprint=split.fingerprint, score=n) for n, p in stores.items()}
+    meta = next(iter(tables.values())).manifest["meta"]
+    if meta["model"] != made_by:
+        diffs = [
+            k
+            for k in sorted(set(meta["model"]) | set(made_by))
+            if meta["model"].get(k) != made_by.get(k)
+        ]
+        raise ValueError(
+            f"{folder} holds scores made otherwise (differs in: {', '.join(diffs)}); delete it "
+            "to rescore, or use another --out"
+        )
+    return ScoreRun(recipe, {n: t.scores for n, t in tables.items()}, dict(meta["seconds"]))
 
 
 def cached_score_run(
@@ -212,19 +235,17 @@ def cached_score_run(
     **options,
 ) -> ScoreRun:
     """``score_with_recipe``, or its scores loaded from the score stores in ``folder`` (one per
-    score) that an earlier run saved. ``after_training(run)`` sees a freshly computed run before
-    its scores are saved (e.g. to evaluate the trained model); ``file_format`` is the stores'
-    (``"npy"`` or ``"parquet"``)."""
+    score) that an earlier run saved with the same recipe, seed and scoring options.
+
+    ``after_training(run)`` sees a freshly computed run before its scores are saved (e.g. to
+    evaluate the trained model); ``file_format`` is the stores' (``"npy"`` or ``"parquet"``).
+    Once the stores are written, the scoring shards (``options["shard_dir"]``) are removed: they
+    only serve a resume before that point.
+    """
     stores = {name: folder / name for name in names}
+    made_by = _made_by(recipe, seed, options)
     if all((path / "manifest.json").exists() for path in stores.values()):
-        tables = {
-            n: load_score(p, fingerprint=split.fingerprint, score=n) for n, p in stores.items()
-        }
-        first = next(iter(tables.values())).manifest["meta"]
-        if first["model"] != _model_description(recipe, seed):
-            raise ValueError(f"{folder} holds scores of another recipe or seed; delete it")
-        run = ScoreRun(recipe, {n: t.scores for n, t in tables.items()}, dict(first["seconds"]))
-        return run
+        return _load_run(folder, stores, recipe, split, made_by)
     run = score_with_recipe(
         recipe, split.inputs, split.labels, names, seed=seed, device=device, **options
     )
@@ -238,11 +259,13 @@ def cached_score_run(
             run.scores[name],
             score=name,
             direction=SCORE_DIRECTIONS[name],
-            model=_model_description(recipe, seed),
+            model=made_by,
             fingerprint=split.fingerprint,
             seconds=run.seconds,
             file_format=file_format,
         )
+    if options.get("shard_dir") is not None:
+        shutil.rmtree(options["shard_dir"], ignore_errors=True)
     return run
 
 

@@ -30,21 +30,16 @@ from .._config import check_int_field, option
 from .._seeding import derive_seed
 from ..offline.fit import Fitted, accuracy, fit, sync
 from ..offline.kcenter import k_center_greedy
+from ..offline.proxy_scores import OUTPUT_SCORERS, SCORE_DIRECTIONS
 from ..offline.recipe import Recipe
 from ..offline.scoring import score_dataset
 from ..offline.stored import keep_priority, load_selection, save_selection
-from ..scorers import Entropy, LeastConfidence, Margin
 from .svp import FmnistSplit, Results, SvpConfig, check_same_run, device_for, load_split
 from .svp_report import active_summary, write_active_report
 
 __all__ = ["ActiveConfig", "ACTIVE_SCORES", "parse_strategy", "run_svp_active"]
 
 ACTIVE_SCORES = ("least-confidence", "entropy", "margin", "kcenter")
-_SCORERS = {
-    "least-confidence": (LeastConfidence, "higher-keep"),
-    "entropy": (Entropy, "higher-keep"),
-    "margin": (Margin, "higher-prune"),
-}
 
 
 def parse_strategy(name: str) -> tuple[str, str | None]:
@@ -130,10 +125,10 @@ def _pick(model, split: FmnistSplit, labeled: Tensor, score: str, k: int, seed: 
     is_labeled = torch.zeros(n, dtype=torch.bool)
     is_labeled[labeled] = True
     unlabeled = torch.nonzero(~is_labeled).flatten()
-    scorer, direction = _SCORERS[score]
     rows = unlabeled.to(split.inputs.device)
-    scored = score_dataset(model, split.inputs[rows], None, {score: scorer()}, progress=False)
-    priority = keep_priority(scored.scores[score], direction)
+    scorer = OUTPUT_SCORERS[score]()
+    scored = score_dataset(model, split.inputs[rows], None, {score: scorer}, progress=False)
+    priority = keep_priority(scored.scores[score], SCORE_DIRECTIONS[score])
     return unlabeled[torch.topk(priority, k).indices]
 
 
@@ -231,17 +226,24 @@ def run_svp_active(out: Path, svp: SvpConfig, active: ActiveConfig) -> dict:
     device = device_for(svp)
     split = load_split(device, svp.pool_size)
     check_active_options(active, len(split))
+    check_same_run(out, svp, active)
     (out / "config.json").write_text(
         json.dumps({"svp": asdict(svp), "active": asdict(active)}, indent=2) + "\n"
     )
-    check_same_run(out, svp, active)
     results = Results(out / "results.jsonl")
     for seed in range(svp.seeds):
         g = torch.Generator().manual_seed(derive_seed(seed, "al-seed-set"))
         seed_set = torch.randperm(len(split), generator=g)[: active.initial]
         for strategy in active.strategies:
             _run_strategy(out, split, strategy, seed, seed_set, (svp, active), device, results)
-    summary = active_summary(list(results.rows.values()))
+    rows = [
+        r
+        for r in results.rows.values()
+        if r["seed"] < svp.seeds
+        and r["strategy"] in active.strategies
+        and r["round"] <= active.rounds
+    ]
+    summary = active_summary(rows)
     summary["config"] = {"svp": asdict(svp), "active": asdict(active)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_active_report(out, summary)

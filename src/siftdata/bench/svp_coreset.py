@@ -75,12 +75,12 @@ class CoresetConfig:
             check_float_field(k, "keep", low=0.0, high=1.0, low_open=True)
         self.scores = parse_score_names(self.scores)
         self.rank_scores = parse_score_names(self.rank_scores)
+        self.stratified = parse_score_names(self.stratified) if self.stratified else ()
         missing = [
             name for name in (*self.scores, *self.stratified) if name not in self.rank_scores
         ]
         if missing:
             raise ValueError(f"scores {missing} build core-sets, so rank_scores must include them")
-        self.stratified = parse_score_names(self.stratified) if self.stratified else ()
         if "kcenter" in self.stratified:
             raise ValueError("kcenter is a coverage pick order, not a score to stratify")
         for variant in self.proxy_variants:
@@ -232,10 +232,10 @@ def run_svp_coreset(out: Path, svp: SvpConfig, coreset: CoresetConfig) -> dict:
     check_coreset_options(svp, coreset)
     device = device_for(svp)
     split = load_split(device, svp.pool_size)
+    check_same_run(out, svp, coreset)
     (out / "config.json").write_text(
         json.dumps({"svp": asdict(svp), "coreset": asdict(coreset)}, indent=2) + "\n"
     )
-    check_same_run(out, svp, coreset)
     results = Results(out / "results.jsonl")
     agreement, matrices = {}, {}
     for seed in range(svp.seeds):
@@ -252,12 +252,24 @@ def run_svp_coreset(out: Path, svp: SvpConfig, coreset: CoresetConfig) -> dict:
         for keep in coreset.keep:
             for plan in _core_sets(coreset, runs["proxy"], split, keep, seed):
                 _core_set_run(out, plan, split, svp, (seed, keep), device, results)
-    summary = coreset_summary(list(results.rows.values()), agreement, _costs(out, svp.seeds))
+    rows = _current_rows(results, svp, coreset)
+    summary = coreset_summary(rows, agreement, _costs(out, svp.seeds), max_keep=max(coreset.keep))
     summary["proxy_matrices"] = _mean_matrices(matrices)
     summary["config"] = {"svp": asdict(svp), "coreset": asdict(coreset)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_coreset_report(out, summary)
     return summary
+
+
+def _current_rows(results: Results, svp: SvpConfig, coreset: CoresetConfig) -> list[dict]:
+    """The rows of this run's seeds, keeps and core-sets (a folder may hold more from before)."""
+    methods = {*coreset.scores, *(f"{name}/stratified" for name in coreset.stratified), "random"}
+    return [
+        r
+        for r in results.rows.values()
+        if r["seed"] < svp.seeds
+        and (r["kind"] == "all-data" or (r["keep"] in coreset.keep and r["method"] in methods))
+    ]
 
 
 def _core_set_run(out, plan, split, svp, seed_keep, device, results) -> None:
@@ -295,7 +307,7 @@ def _costs(out: Path, seeds: int) -> list[dict]:
 
 def _save_selection(out, key, kept, split, policy, score, keep) -> None:
     save_selection(
-        out / "selections" / key,
+        out / "selections" / key.replace("/stratified", "-stratified"),
         kept,
         policy=policy,
         n_total=len(split),

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._seeding import derive_seed
+from .._seeding import derive_seed, seeded
 from .._validation import check_int_range
-from ..bench.common import seeded
 from ..models import build_model
 from ..recorder import evaluate
 from ..schedules import lr_factor, set_lr

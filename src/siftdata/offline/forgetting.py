@@ -53,7 +53,11 @@ class ForgettingTracker:
         self.presented.index_add_(0, indices, torch.ones_like(indices))
 
     def scores(self) -> Tensor:
-        """``(N,)`` float: forgetting events, ``+inf`` for examples never classified correctly."""
+        """``(N,)`` float: forgetting events, ``+inf`` for examples never classified correctly.
+
+        Stores and selection policies need finite scores: use
+        :func:`siftdata.offline.forgetting_scores` for those.
+        """
         counts = self.forgotten.to(torch.float32)
         return torch.where(self.ever_correct, counts, torch.full_like(counts, float("inf")))
 

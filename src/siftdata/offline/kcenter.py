@@ -5,12 +5,13 @@ Each pick is the example farthest from its nearest chosen center:
 .. math:: c_{t+1} = \arg\max_i \min_{c \in C_t} \lVert x_i - c \rVert_2 .
 
 Only one (squared) distance-to-nearest-center vector of length ``N`` is kept and updated with the
-newest center, in chunks of ``chunk_size`` rows, so memory is ``O(N + chunk_size)`` beyond the
-embeddings whatever ``k`` is (the published SVP code keeps an ``N × k`` matrix). The update uses
-``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²`` (one matrix-vector product per chunk), so candidates whose
-distances differ by less than float rounding may be ordered differently from an exact
-computation; give float64 embeddings where exact ties matter. With no initial centers the first pick is a
-seeded uniform draw (an empty initial set is not an error, unlike there).
+newest center, so memory is ``O(N)`` beyond the embeddings whatever ``k`` is (the published SVP
+code keeps an ``N × k`` matrix). The update is one matrix-vector product per pick,
+``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²``, with the pick's index kept on the device, so a GPU is never
+stalled between picks. Candidates whose distances differ by less than float rounding may be
+ordered differently from an exact computation (give float64 embeddings where that matters). With
+no initial centers the first pick is a seeded uniform draw (an empty initial set is not an error,
+unlike there).
 """
 
 from __future__ import annotations
@@ -43,16 +44,15 @@ def nearest_center_distances(
     return nearest
 
 
-def _fold_in(nearest_sq: Tensor, embeddings: Tensor, sq_norms: Tensor, pick, chunk_size) -> None:
-    """``nearest² = min(nearest², ‖x − c‖²)`` in place, chunk by chunk, with
-    ``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²`` (one matrix-vector product per chunk, no ``N × D`` copy)."""
-    center = embeddings[pick]
-    c_sq = sq_norms[pick]
-    for start in range(0, embeddings.shape[0], chunk_size):
-        stop = start + chunk_size
-        d_sq = torch.addmv(sq_norms[start:stop], embeddings[start:stop], center, alpha=-2.0)
-        d_sq.add_(c_sq).clamp_(min=0.0)
-        torch.minimum(nearest_sq[start:stop], d_sq, out=nearest_sq[start:stop])
+def _fold_in(nearest_sq: Tensor, embeddings: Tensor, sq_norms: Tensor, pick: Tensor) -> None:
+    """``nearest² = min(nearest², ‖x − c‖²)`` in place for the center at row ``pick`` (a 1-element
+    index tensor, so nothing is read back to the host), with ``‖x − c‖² = ‖x‖² − 2·x·c + ‖c‖²``:
+    one matrix-vector product over all rows, whose result is no larger than ``nearest²``."""
+    center = embeddings.index_select(0, pick).squeeze(0)
+    d_sq = torch.addmv(sq_norms, embeddings, center, alpha=-2.0)
+    d_sq.add_(sq_norms.index_select(0, pick)).clamp_(min=0.0)
+    torch.minimum(nearest_sq, d_sq, out=nearest_sq)
+    nearest_sq.index_fill_(0, pick, -1.0)  # chosen: never picked again, even if tied
 
 
 def _check_initial(initial: Tensor | None, n: int) -> Tensor:
@@ -87,7 +87,8 @@ def k_center_greedy(
     seed : int
         Seeds the first pick when there are no initial centers.
     chunk_size : int
-        Rows per distance computation (memory ``O(chunk_size·D)`` beyond the ``N`` distances).
+        Rows per block of the distances to the initial centers (memory ``O(chunk_size·D)``
+        beyond the ``N`` distances).
     """
     if embeddings.dim() != 2 or not embeddings.is_floating_point():
         raise ValueError(f"embeddings must be a 2-D float tensor, got {tuple(embeddings.shape)}")
@@ -104,12 +105,12 @@ def k_center_greedy(
     picks = torch.empty(k, dtype=torch.long, device=embeddings.device)
     if initial.numel() == 0:
         g = torch.Generator().manual_seed(int(seed))
-        first = int(torch.randint(n, (1,), generator=g))
+        pick = torch.randint(n, (1,), generator=g).to(embeddings.device)
     else:
-        first = int(nearest.argmax())  # offline: a host read per pick is fine
+        pick = nearest.argmax().view(1)
     for t in range(k):
-        pick = first if t == 0 else nearest.argmax()
-        picks[t] = pick
-        _fold_in(nearest, embeddings, sq_norms, pick, chunk_size)
-        nearest[pick] = -1.0
+        if t > 0:
+            pick = nearest.argmax().view(1)  # stays on the device: no host sync per pick
+        picks[t : t + 1] = pick
+        _fold_in(nearest, embeddings, sq_norms, pick)
     return picks

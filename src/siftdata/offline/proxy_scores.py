@@ -29,6 +29,7 @@ from .scoring import score_dataset
 __all__ = [
     "SCORE_NAMES",
     "SCORE_DIRECTIONS",
+    "OUTPUT_SCORERS",
     "ScoreRun",
     "parse_score_names",
     "forgetting_scores",
@@ -42,7 +43,8 @@ SCORE_NAMES = ("least-confidence", "entropy", "margin", "el2n", "forgetting", "k
 SCORE_DIRECTIONS = {name: "higher-keep" for name in SCORE_NAMES} | {"margin": "higher-prune"}
 """Which end of each raw score the ``hardest`` policy keeps."""
 
-_OUTPUT_SCORERS = {"least-confidence": LeastConfidence, "entropy": Entropy, "margin": Margin}
+OUTPUT_SCORERS = {"least-confidence": LeastConfidence, "entropy": Entropy, "margin": Margin}
+"""The scores one no-grad forward gives (no labels needed: active learning scores unlabeled data)."""
 
 
 def parse_score_names(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -140,6 +142,7 @@ def score_with_recipe(
     el2n_epochs: int = 1,
     kcenter_picks: int | None = None,
     shard_dir: str | Path | None = None,
+    shard_size: int = 16384,
     progress: bool = True,
 ) -> ScoreRun:
     """Train ``recipe`` on the data and score every example by each of ``names``.
@@ -161,6 +164,8 @@ def score_with_recipe(
         stop at the largest core-set you need).
     shard_dir : path, optional
         Resumable shards of the main scoring pass (see :func:`score_dataset`).
+    shard_size : int
+        Examples per shard.
     progress : bool
         Show progress bars.
     """
@@ -184,7 +189,7 @@ def score_with_recipe(
         desc=f"train {recipe.label()}",
     )
     run = ScoreRun(recipe, {}, {"train": fitted.seconds}, fitted)
-    scorers = {name: _OUTPUT_SCORERS[name]() for name in names if name in _OUTPUT_SCORERS}
+    scorers = {name: OUTPUT_SCORERS[name]() for name in names if name in OUTPUT_SCORERS}
     if scorers or "kcenter" in names:
         scored = score_dataset(
             fitted.model,
@@ -193,6 +198,7 @@ def score_with_recipe(
             scorers,
             embeddings="kcenter" in names,
             shard_dir=shard_dir,
+            shard_size=shard_size,
             progress=progress,
             desc=f"score {recipe.label()}",
         )

@@ -45,7 +45,7 @@ class ScoredDataset:
     scores: dict[str, Tensor]
     embeddings: Tensor | None
     seconds: float
-    """Wall-clock of this call's scoring (shards loaded from disk cost nothing)."""
+    """Wall-clock of the scoring, shards saved by an interrupted call included (as they took)."""
     resumed: int
     """How many examples came from shards saved by an earlier, interrupted call."""
 
@@ -132,7 +132,11 @@ class _Shards:
             shard = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many kinds for a damaged file
             raise ValueError(f"{path} is corrupt ({err}); delete it to rescore that shard") from err
-        if not isinstance(shard, dict) or (shard.get("start"), shard.get("stop")) != (start, stop):
+        if (
+            not isinstance(shard, dict)
+            or (shard.get("start"), shard.get("stop")) != (start, stop)
+            or "seconds" not in shard
+        ):
             raise ValueError(f"{path} does not hold rows {start}:{stop}; delete it to rescore")
         return shard
 
@@ -173,7 +177,8 @@ def _score_shard(model, data, start, stop, scorers, embed, batch_size, device, b
         last = min(first + batch_size, stop)
         x = inputs[first:last].to(device, non_blocking=True)
         y = None if labels is None else labels[first:last].to(device, non_blocking=True)
-        parts.append(_score_rows(model, x, y, ids[first:last], scorers, embed, loss_needed))
+        batch_ids = ids[first:last].to(device, non_blocking=True)
+        parts.append(_score_rows(model, x, y, batch_ids, scorers, embed, loss_needed))
         bar.update(last - first)
     shard = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     return {"start": start, "stop": stop, **shard}
@@ -250,6 +255,7 @@ def score_dataset(
             shard = shards.load(index, start, stop) if shards is not None else None
             if shard is not None:
                 resumed += stop - start
+                seconds += float(shard["seconds"])
                 bar.update(stop - start)
             else:
                 sync(device)
@@ -265,7 +271,8 @@ def score_dataset(
                     device,
                     bar,
                 )
-                seconds += time.perf_counter() - t0  # the .cpu() copies waited for the device
+                shard["seconds"] = time.perf_counter() - t0  # .cpu() waited for the device
+                seconds += shard["seconds"]
                 if shards is not None:
                     shards.save(index, shard)
             done.append(shard)
