@@ -1,6 +1,7 @@
 """The SVP scenarios and commands end to end on a few hundred Fashion-MNIST images: rows, resume,
 the labeled sets of active learning, and the command line's bad-input errors."""
 
+import dataclasses
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from siftdata.bench.svp import SvpConfig
 from siftdata.bench.svp_active import ActiveConfig, parse_strategy, run_svp_active
 from siftdata.bench.svp_coreset import CoresetConfig, run_svp_coreset
 from siftdata.cli import main
+from siftdata.data import load_fashion_mnist
 from siftdata.offline import load_score, load_selection
 
 TINY = {
@@ -71,6 +73,10 @@ def test_coreset_scenario_rows_summary_and_resume(tmp_path, monkeypatch):
     again = run_svp_coreset(tmp_path, svp, coreset)
     assert fits == [] and score_fits == []
     assert again["core_sets"] == summary["core_sets"]
+    assert load_selection(tmp_path / "selections" / "seed0" / "keep0.5" / "el2n-stratified")
+    deeper = dataclasses.replace(coreset, keep=(0.5, 0.7))  # k-center would need more picks
+    with pytest.raises(ValueError, match="kcenter_picks"):
+        run_svp_coreset(tmp_path, svp, deeper)
     with pytest.raises(ValueError, match="target_epochs: 1 there, 2 now"):
         run_svp_coreset(tmp_path, SvpConfig(**{**TINY, "target_epochs": 2}), coreset)
 
@@ -194,15 +200,15 @@ def test_score_and_select_commands(tmp_path, capsys):
     )
     kept = load_selection(sel)
     assert len(kept) == 50 and kept.meta["direction"] == "higher-prune"
+    per_class = torch.bincount(load_fashion_mnist("train")[1][kept.ids], minlength=10)
+    assert int(per_class.max() - per_class.min()) <= 1  # class-balanced: 5 per class
     margins = load_score(out / "margin")
-    chosen = margins.lookup(kept.ids)
     # the direction was honoured: without class balance it keeps the 50 smallest margins
     assert (
         main(["select", str(out / "margin"), "--out", str(tmp_path / "s2"), "--budget", "50"]) == 0
     )
     plain = margins.lookup(load_selection(tmp_path / "s2").ids)
     assert float(plain.max()) <= float(torch.sort(margins.scores).values[49])
-    assert chosen.numel() == 50
     capsys.readouterr()
     for args in (
         ["--keep", "0"],
@@ -213,6 +219,21 @@ def test_score_and_select_commands(tmp_path, capsys):
     ):
         assert main(["select", str(out / "margin"), "--out", str(tmp_path / "bad"), *args]) == 2
     assert "exactly one" in capsys.readouterr().err
+    kc = tmp_path / "kc"
+    scoring = ["--pool-size", "200", "--epochs", "1", "--scores", "kcenter", "--no-progress"]
+    assert main(["score", "--out", str(kc), "--kcenter-keep", "0.3", *scoring]) == 0
+    assert not (kc / ".shards").exists()  # removed once the stores are written
+    assert (
+        main(["select", str(kc / "kcenter"), "--out", str(tmp_path / "k1"), "--keep", "0.3"]) == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(["select", str(kc / "kcenter"), "--out", str(tmp_path / "k2"), "--keep", "0.5"]) == 2
+    )
+    assert "ranks only its first 60 picks" in capsys.readouterr().err
+    # a rerun with another k-center depth does not reuse the stores silently
+    assert main(["score", "--out", str(kc), "--kcenter-keep", "0.5", *scoring]) == 2
+    assert "kcenter_picks" in capsys.readouterr().err
     assert (
         main(["select", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad"), "--keep", "0.5"])
         == 2
