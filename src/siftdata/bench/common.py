@@ -12,6 +12,7 @@ from torch import nn
 from .._seeding import seeded
 from ..ledger import count_flops
 from ..models import build_model
+from ..offline.fit import sync
 
 __all__ = [
     "DEVICES",
@@ -44,11 +45,10 @@ def seeded_model(name: str, *, seed: int, width: float = 1.0, device="cpu") -> n
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
     """Wall-clock seconds of ``fn()``, waiting for the GPU's work when ``device`` is CUDA."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    sync(device)
     start = time.perf_counter()
     fn()
-    sync()
+    sync(device)
     return time.perf_counter() - start
 
 

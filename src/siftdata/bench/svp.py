@@ -22,7 +22,7 @@ from ..offline.recipe import Recipe
 from ..offline.stored import keep_priority, load_score, save_score
 from ..schedules import SCHEDULES
 from ..store import dataset_fingerprint
-from .common import DEVICES, resolve_device
+from .common import DEVICES
 
 __all__ = [
     "SvpConfig",
@@ -148,11 +148,6 @@ class Results:
             os.fsync(f.fileno())
         return row
 
-    def get_or_make(self, key: str, make: Callable[[], dict]) -> dict:
-        """The row under ``key``, made (and saved) if no earlier run made it."""
-        row = self.get(key)
-        return row if row is not None else self.add({"key": key, **make()})
-
 
 ADDITIVE = (
     "seeds",
@@ -274,7 +269,3 @@ def priorities(run: ScoreRun) -> dict[str, Tensor]:
     return {
         name: keep_priority(s.float(), SCORE_DIRECTIONS[name]) for name, s in run.scores.items()
     }
-
-
-def device_for(config: SvpConfig) -> torch.device:
-    return resolve_device(config.device)

@@ -34,7 +34,8 @@ from ..offline.proxy_scores import OUTPUT_SCORERS, SCORE_DIRECTIONS
 from ..offline.recipe import Recipe
 from ..offline.scoring import score_dataset
 from ..offline.stored import keep_priority, load_selection, save_selection
-from .svp import FmnistSplit, Results, SvpConfig, check_same_run, device_for, load_split
+from .common import resolve_device
+from .svp import FmnistSplit, Results, SvpConfig, check_same_run, load_split
 from .svp_report import active_summary, write_active_report
 
 __all__ = ["ActiveConfig", "ACTIVE_SCORES", "parse_strategy", "run_svp_active"]
@@ -115,16 +116,20 @@ def _fit(recipe: Recipe, split: FmnistSplit, labeled: Tensor, min_steps, seed, d
     )
 
 
+def _unlabeled(n: int, labeled: Tensor) -> Tensor:
+    """The positions ``0 … n−1`` not in ``labeled``, in order."""
+    is_labeled = torch.zeros(n, dtype=torch.bool)
+    is_labeled[labeled] = True
+    return torch.nonzero(~is_labeled).flatten()
+
+
 def _pick(model, split: FmnistSplit, labeled: Tensor, score: str, k: int, seed: int) -> Tensor:
     """``k`` new positions chosen by ``score`` with ``model`` (labels of the pool unused)."""
-    n = len(split)
     if score == "kcenter":
         scored = score_dataset(model, split.inputs, None, {}, embeddings=True, progress=False)
         emb = scored.embeddings.to(split.inputs.device)
         return k_center_greedy(emb, k, initial=labeled, seed=seed).cpu()
-    is_labeled = torch.zeros(n, dtype=torch.bool)
-    is_labeled[labeled] = True
-    unlabeled = torch.nonzero(~is_labeled).flatten()
+    unlabeled = _unlabeled(len(split), labeled)
     rows = unlabeled.to(split.inputs.device)
     scorer = OUTPUT_SCORERS[score]()
     scored = score_dataset(model, split.inputs[rows], None, {score: scorer}, progress=False)
@@ -140,9 +145,7 @@ def _select(
     selector, score = parse_strategy(strategy)
     k = active.round_size
     if selector == "random":
-        is_labeled = torch.zeros(len(split), dtype=torch.bool)
-        is_labeled[labeled] = True
-        unlabeled = torch.nonzero(~is_labeled).flatten()
+        unlabeled = _unlabeled(len(split), labeled)
         g = torch.Generator().manual_seed(derive_seed(seed, f"random-round-{labeled.numel()}"))
         return unlabeled[torch.randperm(unlabeled.numel(), generator=g)[:k]], 0.0
     if selector == "proxy":
@@ -223,7 +226,7 @@ def _run_strategy(out, split, strategy, seed, seed_set, cfg, device, results) ->
 
 def run_svp_active(out: Path, svp: SvpConfig, active: ActiveConfig) -> dict:
     """Run the scenario into ``out`` (resuming what an earlier run there finished)."""
-    device = device_for(svp)
+    device = resolve_device(svp.device)
     split = load_split(device, svp.pool_size)
     check_active_options(active, len(split))
     check_same_run(out, svp, active)

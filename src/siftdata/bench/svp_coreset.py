@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from .._config import check_bool, check_float_field, check_int_field, option
 from .._seeding import derive_seed
@@ -27,13 +28,13 @@ from ..offline.proxy_scores import SCORE_DIRECTIONS, SCORE_NAMES, ScoreRun, pars
 from ..offline.recipe import Recipe
 from ..offline.stored import save_selection
 from ..offline.subsets import select_subset, subset_size
+from .common import resolve_device
 from .svp import (
     FmnistSplit,
     Results,
     SvpConfig,
     cached_score_run,
     check_same_run,
-    device_for,
     load_split,
     priorities,
 )
@@ -126,9 +127,10 @@ def _variant_runs(out, split, svp, coreset, seed, device) -> dict[str, ScoreRun]
 def _matrices(runs: dict[str, ScoreRun], variants: dict[str, ScoreRun]) -> dict[str, dict]:
     """Per score: Spearman between every pair of the variants, the proxy and the target."""
     everyone = {**variants, **{f"{role} {run.recipe.label()}": run for role, run in runs.items()}}
+    ranked = {label: priorities(run) for label, run in everyone.items()}
     out = {}
     for name in next(iter(variants.values())).scores:
-        rankings = {label: priorities(run)[name] for label, run in everyone.items()}
+        rankings = {label: scores[name] for label, scores in ranked.items()}
         labels, matrix = agreement_matrix(rankings, method="spearman")
         out[name] = {"names": labels, "spearman": matrix.tolist()}
     return out
@@ -203,9 +205,9 @@ def _train_on(split: FmnistSplit, kept: torch.Tensor, svp: SvpConfig, seed: int,
     }
 
 
-def _core_sets(coreset: CoresetConfig, proxy: ScoreRun, split, keep: float, seed: int):
-    """``(method, policy, score, kept positions, selection seconds)`` for one keep fraction."""
-    ranked = priorities(proxy)
+def _core_sets(coreset: CoresetConfig, ranked: dict[str, Tensor], split, keep: float, seed: int):
+    """``(method, policy, score, kept positions, selection seconds)`` for one keep fraction, from
+    the proxy's scores ``ranked`` (each oriented so that higher is kept first)."""
     labels = split.labels.cpu() if coreset.class_balanced else None
     plans = [(name, "hardest") for name in coreset.scores]
     plans += [(name, "stratified") for name in coreset.stratified]
@@ -230,7 +232,7 @@ def _core_sets(coreset: CoresetConfig, proxy: ScoreRun, split, keep: float, seed
 def run_svp_coreset(out: Path, svp: SvpConfig, coreset: CoresetConfig) -> dict:
     """Run the scenario into ``out`` (resuming what an earlier run there finished)."""
     check_coreset_options(svp, coreset)
-    device = device_for(svp)
+    device = resolve_device(svp.device)
     split = load_split(device, svp.pool_size)
     check_same_run(out, svp, coreset)
     (out / "config.json").write_text(
@@ -250,7 +252,7 @@ def run_svp_coreset(out: Path, svp: SvpConfig, coreset: CoresetConfig) -> dict:
         costs = {role: {name: run.cost(name) for name in run.scores} for role, run in runs.items()}
         (out / f"costs-seed{seed}.json").write_text(json.dumps(costs, indent=2) + "\n")
         for keep in coreset.keep:
-            for plan in _core_sets(coreset, runs["proxy"], split, keep, seed):
+            for plan in _core_sets(coreset, ranked["proxy"], split, keep, seed):
                 _core_set_run(out, plan, split, svp, (seed, keep), device, results)
     rows = _current_rows(results, svp, coreset)
     summary = coreset_summary(rows, agreement, _costs(out, svp.seeds), max_keep=max(coreset.keep))
