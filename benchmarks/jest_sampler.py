@@ -23,10 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from siftdata.joint_sampling import joint_sample
+from siftdata.core.joint_sampling import joint_sample
+from siftdata.core.pairwise import DensePairScores, EmbeddingPairScores, PairEmbeddings
 from siftdata.ledger import count_flops
 from siftdata.models.two_tower import TwoTower
-from siftdata.pairwise import DensePairScores, EmbeddingPairScores, PairEmbeddings
 
 WIDTH = 64  # the pairs-fmnist embedding width
 LEARNER_WIDTHS = (1.0, 4.0)  # the pairs-fmnist learner, and one 4× wider (~14× the FLOPs)

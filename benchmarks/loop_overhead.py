@@ -27,7 +27,7 @@ from siftdata.data import load_fashion_mnist, to_float_images
 from siftdata.models import build_model
 from siftdata.online import build_method
 from siftdata.store import ScoreTable
-from siftdata.train import TrainConfig, TrainData, train
+from siftdata.training.loop import TrainConfig, TrainData, train
 
 B_FACTOR, SMALL_B = 10, 64
 WARMUP = 50  # steps before timing starts, in both loops
@@ -82,7 +82,7 @@ def hand_written(name: str, model_name: str, steps: int, x, y, table) -> float:
 
 
 def library(name: str, model_name: str, steps: int, x, y, table) -> float:
-    """Seconds per step of :func:`siftdata.train` from step ``WARMUP`` to its last step."""
+    """Seconds per step of :func:`siftdata.training.loop` from step ``WARMUP`` to its last step."""
     data = TrainData(inputs=x, labels=y, test_inputs=x[:10], test_labels=y[:10])
     method = build_method(name, reference=table, example_ids=x.shape[0], num_classes=10)
     config = TrainConfig(
@@ -114,7 +114,7 @@ def main() -> None:
         f"{args.model}, b={SMALL_B}, B={B_FACTOR * SMALL_B}, {args.steps} steps × {args.repeats} "
         f"alternating repeats, {torch.get_num_threads()} threads; median ms per step"
     )
-    print("| method | hand-written | siftdata.train | library / hand |")
+    print("| method | hand-written | siftdata.training.loop | library / hand |")
     print("|---|---|---|---|")
     for name in args.methods.split(","):
         hand, lib = [], []

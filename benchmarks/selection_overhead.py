@@ -18,7 +18,7 @@ from siftdata.data import load_fashion_mnist, to_float_images
 from siftdata.models import build_model
 from siftdata.online import build_method
 from siftdata.store import ScoreTable
-from siftdata.train import TrainConfig, TrainData, train
+from siftdata.training.loop import TrainConfig, TrainData, train
 
 METHODS = (
     "uniform",

@@ -17,13 +17,13 @@ import argparse
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from siftdata.core.joint_sampling import joint_sample
+from siftdata.core.pairwise import EmbeddingPairScores, per_example_sigmoid_loss
 from siftdata.data.pairs import build_pairs
-from siftdata.joint_sampling import joint_sample
 from siftdata.models import TwoTower
-from siftdata.pair_eval import PairEvaluator
-from siftdata.pair_reference import train_two_tower
-from siftdata.pairwise import EmbeddingPairScores, per_example_sigmoid_loss
-from siftdata.reference_embeddings import ReferenceEmbeddings, embed_pairs
+from siftdata.reference.embeddings import ReferenceEmbeddings, embed_pairs
+from siftdata.reference.pair_training import train_two_tower
+from siftdata.training.pair_eval import PairEvaluator
 
 
 def _model(vocab_size: int, seed: int) -> TwoTower:

@@ -29,7 +29,7 @@ from siftdata.data import (
     to_float_images,
 )
 from siftdata.models import build_model
-from siftdata.reference import (
+from siftdata.reference.losses import (
     compute_losses,
     load_reference_losses,
     save_reference_losses,

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from siftdata.data import load_fashion_mnist, to_float_images
 from siftdata.models import build_model
+from siftdata.models.evaluation import evaluate
 from siftdata.offline import (
     Recipe,
     fit,
@@ -31,8 +32,7 @@ from siftdata.offline import (
     select_subset,
     subset_of,
 )
-from siftdata.recorder import evaluate
-from siftdata.scorers import GradNormBound
+from siftdata.scoring.scorers import GradNormBound
 from siftdata.store import dataset_fingerprint
 
 

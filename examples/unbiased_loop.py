@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import siftdata
 from siftdata.data import WithIndex, load_fashion_mnist, to_float_images
 from siftdata.models import build_model
-from siftdata.recorder import evaluate
+from siftdata.models.evaluation import evaluate
 
 
 def _data(pool_size: int):

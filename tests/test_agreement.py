@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from siftdata.offline.agreement import (
+from siftdata.core.rank_stats import (
     _inversions,
     _kendall_tau_exact,
     kendall_tau,

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from siftdata.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from siftdata.run_folder import RunFolderBusy, prepare_run_folder, run_folder_lock
-from siftdata.train import TrainData, train
+from siftdata.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from siftdata.training.loop import TrainData, train
+from siftdata.training.run_folder import RunFolderBusy, prepare_run_folder, run_folder_lock
 from test_train import _config, _data, _method, _model
 
 

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from siftdata.cli import build_parser, main
-from siftdata.run_folder import run_folder_lock
-from siftdata.train import TrainConfig
+from siftdata.cli.main import build_parser, main
+from siftdata.training.loop import TrainConfig
+from siftdata.training.run_folder import run_folder_lock
 
 TINY = ["--steps", "20", "--eval-every", "10", "--reference-epochs", "2", "--no-progress"]
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from siftdata.checkpoint import load_checkpoint
-from siftdata.diagnostics import count_host_syncs
 from siftdata.ledger import ComputeLedger
 from siftdata.online import METHOD_NAMES
-from siftdata.train import train
+from siftdata.training.checkpoint import load_checkpoint
+from siftdata.training.diagnostics import count_host_syncs
+from siftdata.training.loop import train
 from test_train import _config, _data, _model
 
 pytestmark = [
@@ -97,8 +97,8 @@ def test_ledger_times_cuda_blocks_with_events():
 
 @pytest.mark.parametrize("name", ["jest", "jest-flexi"])
 def test_jest_trains_on_cuda_without_host_syncs(name):
+    from siftdata.core.pairwise import per_example_sigmoid_loss
     from siftdata.online.pair_methods import PairSelectionConfig, build_pair_method
-    from siftdata.pairwise import per_example_sigmoid_loss
     from test_pair_training import _config as pair_config
     from test_pair_training import _data as pair_data
     from test_pair_training import _evaluator, _towers
@@ -127,7 +127,7 @@ def test_the_tau_gate_and_infobatch_run_on_cuda_without_host_syncs():
     """The gate's τ crosses to the host through pinned memory and events; the pruning source
     plans on the CPU once per epoch (a sync then, by design) and hands out positions on CUDA."""
     from siftdata.online import SelectionConfig, build_method
-    from siftdata.pruning import InfoBatchSource
+    from siftdata.online.infobatch import InfoBatchSource
     from test_train import N
 
     method = build_method(

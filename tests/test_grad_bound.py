@@ -9,16 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.grad_norms import (
+from siftdata.core.grad_norms import (
     gradient_columns,
     importance_sampling_variance,
     per_example_gradients,
     per_example_output_gradients,
     spearman,
 )
-from siftdata.scorers import GradNormBound, Need, ScoringBatch
-from siftdata.scores import grad_norm_bound, mse_grad_norm_bound, sigmoid_grad_norm_bound
+from siftdata.core.scores import grad_norm_bound, mse_grad_norm_bound, sigmoid_grad_norm_bound
+from siftdata.scoring.scorers import GradNormBound, Need, ScoringBatch
+from siftdata.training.diagnostics import count_host_syncs
 
 N, D, H, C = 12, 20, 16, 5
 

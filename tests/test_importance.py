@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
+from siftdata.core.unbiased import variance_reduction_tau
 from siftdata.online import SelectionConfig, build_method
 from siftdata.online.importance import (
     ImportanceSampler,
@@ -13,8 +13,8 @@ from siftdata.online.importance import (
 from siftdata.online.rank import RankSelector
 from siftdata.online.sampled import SoftmaxSampler
 from siftdata.online.selective_backprop import SelectiveBackpropSelector
-from siftdata.train import train
-from siftdata.unbiased import variance_reduction_tau
+from siftdata.training.diagnostics import count_host_syncs
+from siftdata.training.loop import train
 from test_train import _config, _data, _method, _model
 
 
@@ -140,7 +140,7 @@ def test_sampled_selectors_in_unbiased_mode_return_weights_without_syncing(selec
 
 def test_the_importance_methods_are_built_from_their_names():
     from siftdata.online import AlwaysScore, parse_method
-    from siftdata.scorers import GradNormBound
+    from siftdata.scoring.scorers import GradNormBound
 
     gated = build_method("importance", super_batch_factor=3, num_classes=4)
     assert isinstance(gated.scorer, GradNormBound) and isinstance(gated.selector, ImportanceSampler)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from siftdata.cli import main
+from siftdata.cli.main import main
 
 
 def test_importance_bench_reports_passes_saved_gate_and_fixed_model_checks(tmp_path, capsys):

@@ -9,10 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.joint_sampling import chunk_sizes, joint_sample
-from siftdata.online.joint import JointSampler
-from siftdata.pairwise import (
+from siftdata.core.joint_sampling import chunk_sizes, joint_sample
+from siftdata.core.pairwise import (
     DensePairScores,
     EmbeddingPairScores,
     PairEmbeddings,
@@ -20,6 +18,8 @@ from siftdata.pairwise import (
     per_example_sigmoid_loss,
     sigmoid_pair_losses,
 )
+from siftdata.online.joint import JointSampler
+from siftdata.training.diagnostics import count_host_syncs
 
 
 def _embeddings(n: int, d: int, seed: int, dtype=torch.float32) -> PairEmbeddings:

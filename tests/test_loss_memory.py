@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import siftdata
-from siftdata.diagnostics import count_host_syncs
-from siftdata.loss_memory import LossMemory
 from siftdata.online import SelectionConfig, build_method, parse_method
-from siftdata.scorers import RememberedLoss, ScoringBatch
+from siftdata.scoring.loss_memory import LossMemory
+from siftdata.scoring.scorers import RememberedLoss, ScoringBatch
 from siftdata.store import ScoreTable
+from siftdata.training.diagnostics import count_host_syncs
 
 
 def test_exported_from_the_package_and_online():

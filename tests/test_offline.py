@@ -165,7 +165,7 @@ def test_subset_bad_input():
 
 
 def test_k_center_picks_without_a_host_sync_per_pick():
-    from siftdata.diagnostics import count_host_syncs
+    from siftdata.training.diagnostics import count_host_syncs
 
     x = torch.randn(500, 8, generator=torch.Generator().manual_seed(3))
     with count_host_syncs() as few:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
+from siftdata.core.sampling import gumbel_top_k
 from siftdata.online import (
     DEFAULT_LEARNABILITY,
     METHOD_NAMES,
@@ -21,9 +21,9 @@ from siftdata.online import (
     build_method,
     parse_method,
 )
-from siftdata.sampling import gumbel_top_k
-from siftdata.scorers import Need, RememberedLoss, ScoringBatch
+from siftdata.scoring.scorers import Need, RememberedLoss, ScoringBatch
 from siftdata.store import ScoreTable
+from siftdata.training.diagnostics import count_host_syncs
 
 # chi-square 0.999 quantiles by degrees of freedom (from standard tables)
 CHI2_999 = {2: 13.82, 4: 18.47, 5: 20.52, 7: 24.32}

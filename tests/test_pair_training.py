@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from siftdata._ids import IdIndex
-from siftdata.diagnostics import count_host_syncs
+from siftdata.core.pairwise import PairEmbeddings, per_example_sigmoid_loss
 from siftdata.online import select_batch
 from siftdata.online.approximation import LowResolution, MultiResolution, downsample
 from siftdata.online.joint import JointSampler
@@ -18,10 +18,10 @@ from siftdata.online.pair_methods import (
     build_pair_method,
     pair_method_uses_reference,
 )
-from siftdata.pair_scorers import PairScorer
-from siftdata.pairwise import PairEmbeddings, per_example_sigmoid_loss
-from siftdata.scorers import Need
-from siftdata.train import TrainConfig, TrainData, train
+from siftdata.scoring.pair_scorers import PairScorer
+from siftdata.scoring.scorers import Need
+from siftdata.training.diagnostics import count_host_syncs
+from siftdata.training.loop import TrainConfig, TrainData, train
 
 N, VOCAB, L = 300, 12, 5
 
@@ -232,7 +232,7 @@ def test_pair_scorer_refuses_bad_input():
         PairScorer("jest")  # a method, not a criterion
     with pytest.raises(ValueError, match="reference's cached embeddings"):
         PairScorer("learnability")
-    from siftdata.scorers import ScoringBatch
+    from siftdata.scoring.scorers import ScoringBatch
 
     scorer = PairScorer("hard-learner")
     with pytest.raises(ValueError, match="PairEmbeddings"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from siftdata.bench.pairs_sweep import spearman
-from siftdata.cli import main
+from siftdata.cli.main import main
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/wordnet/data.noun").exists(), reason="needs Debian's wordnet-base"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, TensorDataset
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.pruning import InfoBatchSampler, InfoBatchSource
+from siftdata.online.infobatch import InfoBatchSampler, InfoBatchSource
+from siftdata.training.diagnostics import count_host_syncs
 
 
 def _half_up(x: float) -> int:

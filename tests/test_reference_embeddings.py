@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from siftdata.diagnostics import count_host_syncs
+from siftdata.core.pairwise import PairEmbeddings
 from siftdata.models import TwoTower
-from siftdata.pairwise import PairEmbeddings
-from siftdata.reference_embeddings import (
+from siftdata.reference.embeddings import (
     REFERENCE_EMBEDDINGS_KIND,
     ReferenceEmbeddings,
     embed_pairs,
@@ -20,6 +19,7 @@ from siftdata.reference_embeddings import (
     save_reference_embeddings,
 )
 from siftdata.store import dataset_fingerprint, load_scores, save_scores
+from siftdata.training.diagnostics import count_host_syncs
 
 N, VOCAB, L, D = 23, 10, 5, 8
 

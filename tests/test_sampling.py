@@ -8,13 +8,13 @@ from collections import Counter
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.sampling import (
+from siftdata.core.sampling import (
     gumbel_top_k,
     sample_with_replacement,
     top_k,
     uniform_without_replacement,
 )
+from siftdata.training.diagnostics import count_host_syncs
 
 # Chi-square 0.999 quantiles by degrees of freedom, from standard tables (the statistic of a
 # correct sampler exceeds these with probability 0.001; the seeds are fixed, so tests are

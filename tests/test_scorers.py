@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from siftdata.loss_memory import LossMemory
-from siftdata.scorers import (
+from siftdata.scoring.loss_memory import LossMemory
+from siftdata.scoring.scorers import (
     Entropy,
     GradNormBound,
     Learnability,

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.scores import (
+from siftdata.core.scores import (
     entropy,
     grad_norm_bound,
     learnability,
@@ -15,6 +14,7 @@ from siftdata.scores import (
     margin,
     per_example_loss,
 )
+from siftdata.training.diagnostics import count_host_syncs
 
 N, C = 7, 5
 

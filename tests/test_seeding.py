@@ -5,7 +5,7 @@ import torch
 
 from siftdata._seeding import derive_seed
 from siftdata.data import symmetric_noise
-from siftdata.sources import SuperBatchStream
+from siftdata.training.sources import SuperBatchStream
 
 
 def test_derived_seeds_are_stable_and_distinct():

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.loss_memory import LossMemory
+from siftdata.core.scores import per_example_loss
 from siftdata.online import (
     AlwaysScore,
     JointSelector,
@@ -24,7 +23,8 @@ from siftdata.online import (
     scoring_mode,
     select_batch,
 )
-from siftdata.scorers import (
+from siftdata.scoring.loss_memory import LossMemory
+from siftdata.scoring.scorers import (
     Entropy,
     GradNormBound,
     Learnability,
@@ -35,8 +35,8 @@ from siftdata.scorers import (
     RememberedLoss,
     ScoringBatch,
 )
-from siftdata.scores import per_example_loss
 from siftdata.store import ScoreTable
+from siftdata.training.diagnostics import count_host_syncs
 
 B, D, C, K = 16, 5, 3, 4
 POOL_IDS = 100 + torch.randperm(40, generator=torch.Generator().manual_seed(0))
@@ -365,7 +365,7 @@ def test_select_batch_makes_no_host_sync_after_the_first_call(make_scorer, make_
 def test_scoring_keeps_a_frozen_submodule_frozen():
     """Restoring only the top module's mode would unfreeze a BatchNorm the user froze."""
     from siftdata.online import TopKSelector, select_batch
-    from siftdata.scorers import LearnerLoss
+    from siftdata.scoring.scorers import LearnerLoss
 
     model = torch.nn.Sequential(
         torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
@@ -389,7 +389,7 @@ class _Pinned:
 
 
 def test_the_sync_counter_ignores_only_asynchronous_pinned_copies():
-    from siftdata.diagnostics import _crosses_devices
+    from siftdata.training.diagnostics import _crosses_devices
 
     to_copy = torch.ops.aten._to_copy.default
     cuda = {"device": torch.device("cuda")}

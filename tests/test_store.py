@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
 from siftdata.store import ScoreTable, dataset_fingerprint, load_scores, save_scores
+from siftdata.training.diagnostics import count_host_syncs
 
 
 def _data(n=50, seed=0):

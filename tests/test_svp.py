@@ -18,7 +18,7 @@ from siftdata.offline import (
     select_subset,
 )
 from siftdata.offline.scoring import model_digest
-from siftdata.scorers import Entropy, GradNormBound, LearnerLoss, LeastConfidence, Margin
+from siftdata.scoring.scorers import Entropy, GradNormBound, LearnerLoss, LeastConfidence, Margin
 
 
 def _blobs(n=240, seed=0):

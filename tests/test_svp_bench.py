@@ -12,7 +12,7 @@ import siftdata.bench.svp_coreset as coreset_mod
 from siftdata.bench.svp import SvpConfig
 from siftdata.bench.svp_active import ActiveConfig, parse_strategy, run_svp_active
 from siftdata.bench.svp_coreset import CoresetConfig, run_svp_coreset
-from siftdata.cli import main
+from siftdata.cli.main import main
 from siftdata.data import load_fashion_mnist
 from siftdata.offline import load_score, load_selection
 

@@ -6,8 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from siftdata.checkpoint import load_checkpoint
-from siftdata.diagnostics import count_host_syncs
 from siftdata.online import (
     METHOD_NAMES,
     Selection,
@@ -16,10 +14,12 @@ from siftdata.online import (
     build_method,
     parse_method,
 )
-from siftdata.recorder import DivergedError
-from siftdata.scorers import LearnerLoss
+from siftdata.scoring.scorers import LearnerLoss
 from siftdata.store import ScoreTable
-from siftdata.train import ReferenceCost, TrainConfig, TrainData, train
+from siftdata.training.checkpoint import load_checkpoint
+from siftdata.training.diagnostics import count_host_syncs
+from siftdata.training.loop import ReferenceCost, TrainConfig, TrainData, train
+from siftdata.training.recorder import DivergedError
 from test_step import _DensePairwise
 
 N = 400
@@ -378,7 +378,7 @@ def test_reference_cache_missing_pool_ids_is_refused_before_training():
 
 def test_recorder_finds_the_first_non_finite_step_across_buffer_folds():
     from siftdata.ledger import ComputeLedger
-    from siftdata.recorder import Recorder
+    from siftdata.training.recorder import Recorder
 
     recorder = Recorder(
         ledger=ComputeLedger(),
@@ -478,7 +478,7 @@ def test_a_hand_built_method_resumes(tmp_path):
 
 
 def test_another_reference_table_of_the_same_size_is_another_run(tmp_path):
-    from siftdata.checkpoint import CheckpointError
+    from siftdata.training.checkpoint import CheckpointError
 
     ckpt = tmp_path / "ck.pt"
     cfg = _config(steps=10, checkpoint_every=10)

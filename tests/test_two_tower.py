@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siftdata.core.pairwise import PairEmbeddings, per_example_sigmoid_loss
 from siftdata.models import TwoTower
-from siftdata.pair_eval import PairEvaluator
-from siftdata.pair_reference import pair_flops, siglip_optimizer, train_two_tower
-from siftdata.pairwise import PairEmbeddings, per_example_sigmoid_loss
+from siftdata.reference.pair_training import pair_flops, siglip_optimizer, train_two_tower
+from siftdata.training.pair_eval import PairEvaluator
 
 VOCAB, L = 12, 8
 

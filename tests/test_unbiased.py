@@ -6,9 +6,8 @@ import math
 import pytest
 import torch
 
-from siftdata.diagnostics import count_host_syncs
-from siftdata.sampling import gumbel_top_k, gumbel_top_k_with_threshold
-from siftdata.unbiased import (
+from siftdata.core.sampling import gumbel_top_k, gumbel_top_k_with_threshold
+from siftdata.core.unbiased import (
     horvitz_thompson_weights,
     importance_weights,
     inclusion_probabilities,
@@ -16,6 +15,7 @@ from siftdata.unbiased import (
     variance_reduction_tau,
     without_replacement_weights,
 )
+from siftdata.training.diagnostics import count_host_syncs
 
 
 def test_weighted_mean_loss_is_unbiased_by_exact_enumeration():

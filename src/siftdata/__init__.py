@@ -1,16 +1,42 @@
 """siftdata: choose which examples to train on.
 
-The core is pure functions on tensors (:mod:`siftdata.scores`, :mod:`siftdata.sampling`), composable
-:mod:`siftdata.scorers` and selectors (:mod:`siftdata.online`), and one step function,
+The core is pure functions on tensors (:mod:`siftdata.core.scores`, :mod:`siftdata.core.sampling`), composable
+:mod:`siftdata.scoring.scorers` and selectors (:mod:`siftdata.online`), and one step function,
 :func:`select_batch`, usable from any training loop. The reference training loop
-(:mod:`siftdata.train`), reference cache, compute ledger and benchmarks are built on them. JEST
-(:mod:`siftdata.pairwise`, :mod:`siftdata.joint_sampling`) selects contrastive pairs jointly.
-Unbiased selection (:mod:`siftdata.unbiased`) weights sampled selections so the gradient stays
-unbiased: importance sampling with its τ gate, and epoch pruning (:mod:`siftdata.pruning`).
+(:mod:`siftdata.training.loop`), reference cache, compute ledger and benchmarks are built on them. JEST
+(:mod:`siftdata.core.pairwise`, :mod:`siftdata.core.joint_sampling`) selects contrastive pairs jointly.
+Unbiased selection (:mod:`siftdata.core.unbiased`) weights sampled selections so the gradient stays
+unbiased: importance sampling with its τ gate, and epoch pruning (:mod:`siftdata.online.infobatch`).
 """
 
-from . import data, grad_norms, ledger, models, reference, scorers, store, unbiased
-from .joint_sampling import joint_sample
+from . import data, ledger, models, reference, store
+from .core import grad_norms, unbiased
+from .core.joint_sampling import joint_sample
+from .core.pairwise import (
+    DensePairScores,
+    EmbeddingPairScores,
+    PairEmbeddings,
+    per_example_sigmoid_loss,
+    sigmoid_pair_losses,
+)
+from .core.sampling import (
+    gumbel_top_k,
+    gumbel_top_k_with_threshold,
+    sample_with_replacement,
+    top_k,
+    uniform_without_replacement,
+)
+from .core.scores import (
+    entropy,
+    grad_norm_bound,
+    learnability,
+    least_confidence,
+    margin,
+    mse_grad_norm_bound,
+    per_example_loss,
+    sigmoid_grad_norm_bound,
+)
+from .core.unbiased import importance_weights, variance_reduction_tau, without_replacement_weights
 from .online import (
     METHOD_NAMES,
     AlwaysScore,
@@ -36,26 +62,13 @@ from .online import (
     select_batch,
 )
 from .online.approximation import LowResolution, MultiResolution
+from .online.infobatch import InfoBatchSampler, InfoBatchSource
 from .online.joint import JointSampler
 from .online.pair_methods import PAIR_METHOD_NAMES, PairSelectionConfig, build_pair_method
-from .pair_scorers import PairScorer
-from .pairwise import (
-    DensePairScores,
-    EmbeddingPairScores,
-    PairEmbeddings,
-    per_example_sigmoid_loss,
-    sigmoid_pair_losses,
-)
-from .pruning import InfoBatchSampler, InfoBatchSource
-from .reference_embeddings import ReferenceEmbeddings, load_reference_embeddings
-from .sampling import (
-    gumbel_top_k,
-    gumbel_top_k_with_threshold,
-    sample_with_replacement,
-    top_k,
-    uniform_without_replacement,
-)
-from .scorers import (
+from .reference.embeddings import ReferenceEmbeddings, load_reference_embeddings
+from .scoring import scorers
+from .scoring.pair_scorers import PairScorer
+from .scoring.scorers import (
     Entropy,
     GradNormBound,
     Learnability,
@@ -69,18 +82,7 @@ from .scorers import (
     Scorer,
     ScoringBatch,
 )
-from .scores import (
-    entropy,
-    grad_norm_bound,
-    learnability,
-    least_confidence,
-    margin,
-    mse_grad_norm_bound,
-    per_example_loss,
-    sigmoid_grad_norm_bound,
-)
-from .sources import BatchSource, SuperBatchStream, WeightedSource
-from .unbiased import importance_weights, variance_reduction_tau, without_replacement_weights
+from .training.sources import BatchSource, SuperBatchStream, WeightedSource
 
 __version__ = "0.1.0"
 

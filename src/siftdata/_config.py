@@ -1,7 +1,7 @@
 """Config dataclass fields that carry their help text, so the CLI is derived from the configs.
 
 ``steps: int = option(3000, "learner update steps")`` declares the default and the help once; the
-command line (:mod:`siftdata._cli_args`) turns every field into an option with that default.
+command line (:mod:`siftdata.cli._args`) turns every field into an option with that default.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Methods: ``uniform``, ``importance`` (sampling ∝ the gradient-norm bound behind its τ gate),
 ``learnability-unbiased``, ``selective-backprop``, any other named method, and ``infobatch``
-(uniform training through the epoch-pruning :class:`~siftdata.pruning.InfoBatchSource`). Every run
+(uniform training through the epoch-pruning :class:`~siftdata.online.infobatch.InfoBatchSource`). Every run
 is a budget of ``--steps``, its learning rate decayed to its own length; ``infobatch`` trains the
 same number of *epochs* as uniform at that budget, in the fewer steps its pruned epochs take
 (announced before training, so its schedule is sized to them). The records add the loss and
@@ -21,10 +21,11 @@ import torch
 
 from .._config import check_float_field, check_int_field, option
 from .._seeding import derive_seed
+from ..models.evaluation import evaluate
 from ..online import SelectionConfig, parse_method
-from ..pruning import InfoBatchSource
-from ..recorder import ClassificationEvaluator, evaluate
-from ..train import TrainConfig, train
+from ..online.infobatch import InfoBatchSource
+from ..training.loop import TrainConfig, train
+from ..training.recorder import ClassificationEvaluator
 from .common import resolve_device
 from .importance_checks import fixed_model_checks, importance_summary
 from .noisy_fmnist import NoisyFmnistConfig, prepare_data, reference_for, train_data

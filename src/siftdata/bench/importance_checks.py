@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from .._seeding import derive_seed
-from ..grad_norms import importance_sampling_variance, per_example_gradients, spearman
+from ..core.grad_norms import importance_sampling_variance, per_example_gradients, spearman
+from ..core.scores import grad_norm_bound, learnability, per_example_loss
+from ..core.unbiased import variance_reduction_tau
 from ..online import SelectionConfig
 from ..online.sampled import SoftmaxSampler
 from ..online.step import scoring_mode
-from ..scores import grad_norm_bound, learnability, per_example_loss
 from ..store import ScoreTable
-from ..unbiased import variance_reduction_tau
 from .noisy_fmnist import NUM_CLASSES
 
 __all__ = ["importance_summary", "fixed_model_checks"]

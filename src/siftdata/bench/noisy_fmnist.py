@@ -20,7 +20,7 @@ from .._seeding import derive_seed
 from ..data import load_fashion_mnist, pool_holdout_split, symmetric_noise, to_float_images
 from ..ledger import ComputeLedger
 from ..models import MODEL_NAMES
-from ..reference import (
+from ..reference.losses import (
     compute_losses,
     load_reference_losses,
     save_reference_losses,
@@ -28,7 +28,7 @@ from ..reference import (
     two_halves_losses,
 )
 from ..store import ScoreTable, dataset_fingerprint
-from ..train import ReferenceCost, TrainData
+from ..training.loop import ReferenceCost, TrainData
 from .common import (
     DEVICES,
     check_cache_options,

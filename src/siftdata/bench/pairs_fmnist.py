@@ -22,16 +22,16 @@ from .._seeding import derive_seed
 from ..data.pairs import CAPTION_VARIANTS, PairsData, build_pairs
 from ..ledger import count_flops
 from ..models.two_tower import TwoTower
-from ..pair_eval import PairEvaluator
-from ..pair_reference import train_two_tower
-from ..reference_embeddings import (
+from ..reference.embeddings import (
     ReferenceEmbeddings,
     embed_pairs,
     load_reference_embeddings,
     save_reference_embeddings,
 )
+from ..reference.pair_training import train_two_tower
 from ..store import dataset_fingerprint
-from ..train import ReferenceCost, TrainData
+from ..training.loop import ReferenceCost, TrainData
+from ..training.pair_eval import PairEvaluator
 from .common import DEVICES, check_cache_options, resolve_device, seeded, timed
 
 __all__ = [

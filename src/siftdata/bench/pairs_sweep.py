@@ -18,8 +18,9 @@ import torch
 from .._config import check_float_field, option
 from .._modes import eval_mode
 from .._seeding import derive_seed
+from ..core.pairwise import EmbeddingPairScores, per_example_sigmoid_loss
+from ..core.rank_stats import spearman
 from ..data.pairs import PairsData
-from ..offline.agreement import spearman
 from ..online.approximation import LowResolution
 from ..online.pair_methods import (
     PairSelectionConfig,
@@ -27,9 +28,8 @@ from ..online.pair_methods import (
     check_pair_method,
     pair_method_uses_reference,
 )
-from ..pair_reference import siglip_optimizer
-from ..pairwise import EmbeddingPairScores, per_example_sigmoid_loss
-from ..train import TrainConfig, train
+from ..reference.pair_training import siglip_optimizer
+from ..training.loop import TrainConfig, train
 from .common import resolve_device
 from .pairs_fmnist import (
     PairsFmnistConfig,

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from .._config import check_float_field, check_int_field, option
 from .._seeding import derive_seed
 from ..online import SelectionConfig, build_method, parse_method
-from ..recorder import write_records
-from ..train import TrainConfig, TrainResult, train
+from ..training.loop import TrainConfig, TrainResult, train
+from ..training.recorder import write_records
 from .budget import summarize_budget_sweep
 from .common import resolve_device, seeded_model
 from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data

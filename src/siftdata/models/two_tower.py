@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_int_range, check_positive
-from ..pairwise import PairEmbeddings
+from ..core.pairwise import PairEmbeddings
 
 __all__ = ["TwoTower"]
 
@@ -51,7 +51,7 @@ def _pooled(h: Tensor) -> Tensor:
 
 
 class TwoTower(nn.Module):
-    """Image CNN + word-level text encoder → :class:`~siftdata.pairwise.PairEmbeddings`.
+    """Image CNN + word-level text encoder → :class:`~siftdata.core.pairwise.PairEmbeddings`.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@
   as tables and a scatter plot.
 """
 
-from .agreement import average_ranks, kendall_tau, spearman, top_k_overlap
+from ..core.rank_stats import average_ranks, kendall_tau, spearman, top_k_overlap
 from .agreement_report import (
     agreement_matrix,
     agreement_rows,

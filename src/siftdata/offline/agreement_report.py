@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_int_range
-from .agreement import average_ranks, kendall_tau, spearman, top_k_overlap
+from ..core.rank_stats import average_ranks, kendall_tau, spearman, top_k_overlap
 
 __all__ = [
     "agreement_rows",

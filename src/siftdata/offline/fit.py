@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .._seeding import derive_seed, seeded
 from .._validation import check_int_range
 from ..models import build_model
-from ..recorder import evaluate
+from ..models.evaluation import evaluate
 from ..schedules import lr_factor, set_lr
 from .forgetting import ForgettingTracker
 from .recipe import Recipe

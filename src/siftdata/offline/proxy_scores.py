@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .._seeding import derive_seed
 from .._validation import check_int_range
-from ..scorers import Entropy, GradNormBound, LeastConfidence, Margin
+from ..scoring.scorers import Entropy, GradNormBound, LeastConfidence, Margin
 from .fit import Fitted, fit, sync
 from .forgetting import ForgettingTracker
 from .kcenter import k_center_greedy

@@ -1,8 +1,8 @@
 """Score a whole dataset with a trained model: batched, no grad, with a progress bar, resumable.
 
-The scorers are the online path's (:mod:`siftdata.scorers`): each batch gets one no-grad forward
+The scorers are the online path's (:mod:`siftdata.scoring.scorers`): each batch gets one no-grad forward
 (logits, and the penultimate embeddings when asked for), the per-example loss when a scorer needs
-it, and every scorer maps that :class:`~siftdata.scorers.ScoringBatch` to ``(b,)`` scores.
+it, and every scorer maps that :class:`~siftdata.scoring.scorers.ScoringBatch` to ``(b,)`` scores.
 
 With ``shard_dir`` the work is cut into shards of ``shard_size`` examples, each saved atomically
 (a temporary file, then a rename) as soon as it is done; a rerun after an interruption loads the
@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from .._modes import eval_mode
 from .._validation import check_int_range
-from ..scorers import Need, Scorer, ScoringBatch
-from ..scores import per_example_loss
+from ..core.scores import per_example_loss
+from ..scoring.scorers import Need, Scorer, ScoringBatch
 from ..store import dataset_fingerprint
 from .fit import sync
 

@@ -1,6 +1,6 @@
 """Selection inside a training step: selectors, scoring policies, the step function, named methods."""
 
-from ..loss_memory import LossMemory
+from ..scoring.loss_memory import LossMemory
 from .base import GeneratorOwner, JointSelector, PairwiseScores, Selection, Selector
 from .greedy import TopKSelector, UniformSelector
 from .importance import ImportanceSampler, VarianceReductionGate, paper_tau_threshold

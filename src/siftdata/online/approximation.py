@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .._batch import batch_len, index_inputs
 from .._validation import check_bool, check_fraction, check_int_range
-from ..pairwise import PairEmbeddings
+from ..core.pairwise import PairEmbeddings
 from .step import LossFn
 
 __all__ = ["downsample", "LowResolution", "MultiResolution"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._validation import check_finite, check_k, check_vector
-from ..sampling import top_k, uniform_without_replacement
+from ..core.sampling import top_k, uniform_without_replacement
 from .base import GeneratorOwner, Selection
 
 __all__ = ["TopKSelector", "UniformSelector"]

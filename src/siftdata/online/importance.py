@@ -3,11 +3,11 @@ r"""Importance sampling (Katharopoulos & Fleuret, 2018): draw ∝ a gradient-nor
 
 :class:`ImportanceSampler` is the selector: ``b`` draws *with replacement* from the super-batch of
 ``B`` with ``p_i ∝ g_i + c`` (``g`` the per-example bound of
-:class:`~siftdata.scorers.GradNormBound`, ``c`` an optional additive smoothing), each weighted by
+:class:`~siftdata.scoring.scorers.GradNormBound`, ``c`` an optional additive smoothing), each weighted by
 ``1/(B·p_i)`` so the weighted mean loss is unbiased for the super-batch mean.
 
 :class:`VarianceReductionGate` is the scoring policy: it keeps an exponential moving average of
-τ (:func:`~siftdata.unbiased.variance_reduction_tau`) and scores only while ``τ > τ_th``. An
+τ (:func:`~siftdata.core.unbiased.variance_reduction_tau`) and scores only while ``τ > τ_th``. An
 importance step costs a forward over ``B`` plus a training step over ``b`` (≈ ``B + 3b`` forward
 passes' worth) against ``3b`` for a uniform one, so it pays when the variance shrinks by more than
 that: the paper's ``τ_th = (B + 3b)/(3b)`` (:func:`paper_tau_threshold`). While off, the step trains
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from .._validation import check_int_range, check_sampling_weights, check_vector
-from ..sampling import sample_with_replacement
-from ..unbiased import importance_weights, variance_reduction_tau
+from ..core.sampling import sample_with_replacement
+from ..core.unbiased import importance_weights, variance_reduction_tau
 from .base import GeneratorOwner, Selection
 
 __all__ = ["ImportanceSampler", "VarianceReductionGate", "paper_tau_threshold"]

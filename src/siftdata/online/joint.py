@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .._validation import check_bool, check_int_range, check_positive
-from ..joint_sampling import FIRST_CHUNK_RULES, GAIN_NORMALISATIONS, joint_sample
+from ..core.joint_sampling import FIRST_CHUNK_RULES, GAIN_NORMALISATIONS, joint_sample
 from .base import GeneratorOwner, Selection
 
 __all__ = ["JointSampler", "DEFAULT_CHUNKS"]
@@ -19,7 +19,7 @@ DEFAULT_CHUNKS = 16
 class JointSampler(GeneratorOwner):
     """Choose ``k`` of ``B`` pairs jointly from pairwise scores, in chunks (JEST).
 
-    See :func:`siftdata.joint_sampling.joint_sample` for the algorithm. ``chunks=1`` is
+    See :func:`siftdata.core.joint_sampling.joint_sample` for the algorithm. ``chunks=1`` is
     independent sampling from the diagonal scores ``S_ii`` (a pair scored on its own).
 
     Parameters
@@ -31,7 +31,7 @@ class JointSampler(GeneratorOwner):
     first_chunk:
         ``"independent"`` or ``"uniform"``.
     normalise:
-        ``"none"`` or ``"count"`` (see :data:`~siftdata.joint_sampling.GAIN_NORMALISATIONS`).
+        ``"none"`` or ``"count"`` (see :data:`~siftdata.core.joint_sampling.GAIN_NORMALISATIONS`).
     seed, device:
         The selector's own generator (see :class:`GeneratorOwner`).
     check_values:

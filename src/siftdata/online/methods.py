@@ -2,7 +2,7 @@
 
 ``parse_method("learnability+stale")`` describes a method without any data (for validating options
 up front); :func:`build_method` assembles it from a reference table and the pool's ids. The pieces
-are the public :mod:`siftdata.scorers`, selectors and policies: a method the names do not cover is
+are the public :mod:`siftdata.scoring.scorers`, selectors and policies: a method the names do not cover is
 built by hand as ``SelectionMethod(name, scorer=..., selector=...)``.
 """
 
@@ -16,8 +16,8 @@ from torch import Tensor
 
 from .._config import check_float_field, check_int_field, option
 from .._validation import check_int_range
-from ..loss_memory import LossMemory
-from ..scorers import (
+from ..scoring.loss_memory import LossMemory
+from ..scoring.scorers import (
     GradNormBound,
     Learnability,
     LearnerLoss,

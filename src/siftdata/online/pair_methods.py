@@ -21,8 +21,8 @@ import torch
 
 from .._config import check_choice, check_float_field, check_int_field, option
 from .._validation import check_bool, check_fraction
-from ..joint_sampling import FIRST_CHUNK_RULES, GAIN_NORMALISATIONS
-from ..pair_scorers import EmbeddingLookup, PairScorer
+from ..core.joint_sampling import FIRST_CHUNK_RULES, GAIN_NORMALISATIONS
+from ..scoring.pair_scorers import EmbeddingLookup, PairScorer
 from .approximation import LowResolution, MultiResolution
 from .joint import DEFAULT_CHUNKS, JointSampler
 from .methods import SelectionMethod

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_k, check_positive, check_vector
-from ..sampling import gumbel_top_k, gumbel_top_k_with_threshold
-from ..unbiased import without_replacement_weights
+from ..core.sampling import gumbel_top_k, gumbel_top_k_with_threshold
+from ..core.unbiased import without_replacement_weights
 from .base import GeneratorOwner, Selection
 
 __all__ = ["SoftmaxSampler", "DEFAULT_TEMPERATURE_SCALE", "draw_without_replacement"]
@@ -37,7 +37,7 @@ class SoftmaxSampler(GeneratorOwner):
     unbiased:
         Also return loss weights ``k / (B·q_i)`` that make the weighted mean loss of the selection
         an unbiased estimate of the super-batch mean
-        (:func:`siftdata.unbiased.without_replacement_weights`).
+        (:func:`siftdata.core.unbiased.without_replacement_weights`).
     check_values:
         Also check the scores for NaN/inf (one host sync per call).
     """
@@ -121,7 +121,7 @@ def draw_without_replacement(
     """Gumbel-top-k from ``softmax(log_weights / τ)``, with unbiased loss weights if asked.
 
     Returns ``(indices, weights)``; ``weights`` is ``None`` unless ``unbiased``, then
-    :func:`siftdata.unbiased.without_replacement_weights` of the draw. The indices are the same
+    :func:`siftdata.core.unbiased.without_replacement_weights` of the draw. The indices are the same
     either way for the same generator state.
     """
     if not unbiased:

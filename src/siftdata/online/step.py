@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from .._modes import eval_mode
-from ..scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
-from ..scores import per_example_loss
+from ..core.scores import per_example_loss
+from ..scoring.scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
 from .base import JointSelector, PairwiseScores, Selection, Selector
 
 __all__ = [
@@ -71,7 +71,7 @@ def forward_for_scoring(
     ids:
         ``(B,)`` example ids.
     needs:
-        The scorer's :attr:`~siftdata.scorers.Scorer.needs`.
+        The scorer's :attr:`~siftdata.scoring.scorers.Scorer.needs`.
     loss_fn:
         Per-example loss of ``(outputs, labels)``, computed only for :attr:`Need.LOSS`.
     forward:

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._modes import eval_mode
-from ._seeding import derive_seed
-from ._validation import check_fraction, check_int_range, check_positive, check_same_length
-from .ledger import ComputeLedger
-from .store import ScoreTable, load_scores, save_scores
+from .._modes import eval_mode
+from .._seeding import derive_seed
+from .._validation import check_fraction, check_int_range, check_positive, check_same_length
+from ..ledger import ComputeLedger
+from ..store import ScoreTable, load_scores, save_scores
 
 __all__ = [
     "REFERENCE_LOSS_KIND",

@@ -1,4 +1,4 @@
-"""Rank agreement between two scorings of the same examples (a proxy's and the target's).
+"""Rank statistics between two scorings of the same examples (a proxy's and the target's).
 
 - Spearman's ρ: Pearson correlation of the average ranks (ties share their mean rank).
 - Kendall's τ-b: ``(n_c − n_d) / sqrt((n_0 − n_a)(n_0 − n_b))`` over the ``n_0 = N(N−1)/2``

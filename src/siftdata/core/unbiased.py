@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import check_k, check_sampling_weights, check_vector
+from .._validation import check_k, check_sampling_weights, check_vector
 
 __all__ = [
     "importance_weights",
@@ -53,7 +53,7 @@ def importance_weights(scores: Tensor, indices: Tensor, *, check_values: bool = 
         ``(B,)`` nonnegative sampling weights with a positive sum (checked with ``check_values``).
     indices : Tensor
         The drawn positions (with repeats), e.g. from
-        :func:`siftdata.sampling.sample_with_replacement`.
+        :func:`siftdata.core.sampling.sample_with_replacement`.
     """
     probs = _normalised(scores, check_values)
     return (probs.index_select(0, indices) * scores.shape[0]).reciprocal()
@@ -73,7 +73,7 @@ def threshold_inclusion(
 ) -> Tensor:
     r"""``q_i = P(K_i > κ)``: the chance that key ``i`` beats the threshold ``κ``.
 
-    With the keys of :func:`siftdata.sampling.gumbel_top_k_with_threshold`,
+    With the keys of :func:`siftdata.core.sampling.gumbel_top_k_with_threshold`,
     ``K_i = (s_i − max s) + τ·G_i`` and ``G_i`` standard Gumbel,
 
     .. math:: q_i(κ) = 1 - \exp\!\big(-\exp\big((s_i - \max s - κ)/τ\big)\big).
@@ -112,7 +112,7 @@ def without_replacement_weights(
     scores, temperature:
         What was sampled from (``softmax(scores / τ)``), as given to the sampler.
     indices, threshold:
-        The draw and its ``κ``, from :func:`siftdata.sampling.gumbel_top_k_with_threshold`.
+        The draw and its ``κ``, from :func:`siftdata.core.sampling.gumbel_top_k_with_threshold`.
     """
     check_vector(scores, "scores")
     q = threshold_inclusion(scores, threshold, temperature=temperature).index_select(0, indices)

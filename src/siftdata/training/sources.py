@@ -4,7 +4,7 @@ A :class:`BatchSource` hands out ``size`` pool positions per call; the loop asks
 of ``B`` when it will score and select, and for ``b`` when it will not. Today's source is the
 epoch-wise shuffled :class:`SuperBatchStream`. A :class:`WeightedSource` also weights the losses
 of what it hands out and is told the training losses back: the epoch-pruning
-:class:`~siftdata.pruning.InfoBatchSource` is one. Distributed shards plug in here too.
+:class:`~siftdata.online.infobatch.InfoBatchSource` is one. Distributed shards plug in here too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ._validation import check_int_range
+from .._validation import check_int_range
 
 __all__ = ["BatchSource", "WeightedSource", "SuperBatchStream"]
 

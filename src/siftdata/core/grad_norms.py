@@ -1,6 +1,6 @@
 r"""Per-example gradients and the variance of importance sampling: offline diagnostics.
 
-What the closed-form bounds of :mod:`siftdata.scores` (``grad_norm_bound`` and friends) stand in
+What the closed-form bounds of :mod:`siftdata.core.scores` (``grad_norm_bound`` and friends) stand in
 for, computed exactly, to check them and to measure what importance sampling buys:
 
 - :func:`per_example_gradients`: ``∂ℓ_i/∂θ`` for every example, flattened, with
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from ._modes import eval_mode
-from ._validation import check_int_range, check_same_length
-from .offline.agreement import spearman  # re-exported: the bound's rank agreement
+from .._modes import eval_mode
+from .._validation import check_int_range, check_same_length
+from .rank_stats import spearman
 
 __all__ = [
     "LossFn",
@@ -135,7 +135,7 @@ def per_example_output_gradients(
 
     One forward and one backward of the summed loss: ``ℓ_i`` depends on ``z_i`` alone (eval mode,
     and ``loss_fn`` must not mix examples), so ``∂(Σ_j ℓ_j)/∂z_i = ∂ℓ_i/∂z_i``. Its row norms are
-    what :func:`siftdata.scores.grad_norm_bound` (and the sigmoid and MSE forms) give in closed
+    what :func:`siftdata.core.scores.grad_norm_bound` (and the sigmoid and MSE forms) give in closed
     form.
 
     Parameters

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     canonical_device,
     check_finite,
     check_int_range,
@@ -153,7 +153,7 @@ def gumbel_top_k_with_threshold(
 
     The keys are those of :func:`gumbel_top_k`, ``K_i = (s_i − max s) + τ·G_i``; the draws are the
     same as :func:`gumbel_top_k`'s for the same generator state. ``κ`` is what
-    :func:`siftdata.unbiased.without_replacement_weights` conditions on; it is ``−∞`` when
+    :func:`siftdata.core.unbiased.without_replacement_weights` conditions on; it is ``−∞`` when
     ``k = N`` (everything is drawn). Returns ``(indices, κ)``, ``κ`` a 0-d tensor; no host sync.
     """
     keys = _gumbel_keys(scores, k, temperature, generator, check_values)

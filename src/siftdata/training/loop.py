@@ -4,9 +4,9 @@ Per step: the batch source hands out a super-batch of ``B = super_batch_factor Â
 (``b`` when the method does not score this step), :func:`~siftdata.online.select_batch`'s pieces
 score it (one no-grad learner forward only if the scorer needs it) and keep ``b``, and one
 optimizer step trains on them with the per-example loss function (weighted when the selector
-returns weights). The parts: a :class:`~siftdata.sources.BatchSource`, a loss function, an
-optimizer with an LR schedule (:mod:`siftdata.schedules`), a :class:`~siftdata.recorder.Recorder`
-with its evaluator, and checkpoints (:mod:`siftdata.checkpoint`). Every phase is timed and its FLOPs
+returns weights). The parts: a :class:`~siftdata.training.sources.BatchSource`, a loss function, an
+optimizer with an LR schedule (:mod:`siftdata.schedules`), a :class:`~siftdata.training.recorder.Recorder`
+with its evaluator, and checkpoints (:mod:`siftdata.training.checkpoint`). Every phase is timed and its FLOPs
 counted by a :class:`~siftdata.ledger.ComputeLedger`; nothing in a step waits for the device.
 """
 
@@ -23,9 +23,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import schedules
-from ._batch import index_inputs
-from ._seeding import derive_seed
+from .. import schedules
+from .._batch import index_inputs
+from .._seeding import derive_seed
+from ..core.scores import per_example_loss
+from ..ledger import ComputeLedger
+from ..online.methods import SelectionMethod
+from ..online.step import LossFn, choose, forward_for_scoring
+from ..scoring.scorers import ScoringBatch
+from ..store import dataset_fingerprint
 from .checkpoint import (
     RESTART_HINT,
     CheckpointError,
@@ -35,16 +41,10 @@ from .checkpoint import (
     save_checkpoint,
     set_global_rng_state,
 )
-from .ledger import ComputeLedger
-from .online.methods import SelectionMethod
-from .online.step import LossFn, choose, forward_for_scoring
+from .config import WATCH_OPTIONS, ReferenceCost, TrainConfig, TrainData
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
-from .scorers import ScoringBatch
-from .scores import per_example_loss
 from .sources import BatchSource, SuperBatchStream, WeightedSource
-from .store import dataset_fingerprint
-from .train_config import WATCH_OPTIONS, ReferenceCost, TrainConfig, TrainData
 
 __all__ = ["TrainConfig", "TrainData", "ReferenceCost", "TrainResult", "default_optimizer", "train"]
 
@@ -326,7 +326,7 @@ def train(
         Defaults to :func:`default_optimizer` (AdamW with ``config.lr`` and
         ``config.weight_decay``); its learning rate follows ``config.schedule``.
     source:
-        Where pool positions come from (default: a :class:`~siftdata.sources.SuperBatchStream`).
+        Where pool positions come from (default: a :class:`~siftdata.training.sources.SuperBatchStream`).
     evaluator:
         Defaults to test accuracy and loss on ``data.test_inputs``.
     reference_cost:

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._batch import model_device
-from ._modes import eval_mode
-from ._validation import check_int_range
-from .pairwise import PairEmbeddings, per_example_sigmoid_loss
+from .._batch import model_device
+from .._modes import eval_mode
+from .._validation import check_int_range
+from ..core.pairwise import PairEmbeddings, per_example_sigmoid_loss
 
 __all__ = ["PairEvaluator"]
 
@@ -43,7 +43,7 @@ def _check_test_set(images: Tensor, tokens: Tensor, labels: Tensor, prompts: Ten
 
 
 class PairEvaluator:
-    """Test metrics of a two-tower model, an :data:`~siftdata.recorder.Evaluator`.
+    """Test metrics of a two-tower model, an :data:`~siftdata.training.recorder.Evaluator`.
 
     Parameters
     ----------
@@ -64,7 +64,7 @@ class PairEvaluator:
     -----
     Calling it on a model returns ``{"test_acc", "recall_at_1", "test_loss"}`` (see the module
     docstring). The model maps ``(images, tokens)`` to
-    :class:`~siftdata.pairwise.PairEmbeddings` and has ``encode_texts(tokens) -> (M, d)``
+    :class:`~siftdata.core.pairwise.PairEmbeddings` and has ``encode_texts(tokens) -> (M, d)``
     normalised text embeddings (for the prompts). It runs without gradients and in eval mode,
     every submodule's mode restored afterwards; the test tensors are moved batch by batch to the
     model's device. Three host syncs in all, when the results are read.

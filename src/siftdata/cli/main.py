@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_args import add_config_options, config_from_args
-from .bench.noisy_fmnist import NoisyFmnistConfig
-from .bench.sweep import SweepConfig, check_options
-from .online import SelectionConfig, parse_method
-from .train import TrainConfig
+from ..bench.noisy_fmnist import NoisyFmnistConfig
+from ..bench.sweep import SweepConfig, check_options
+from ..online import SelectionConfig, parse_method
+from ..training.loop import TrainConfig
+from ._args import add_config_options, config_from_args
 
 __all__ = ["main", "build_parser", "DEMO_STEPS", "DEMO_METHODS"]
 
@@ -39,9 +39,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, bench: bool) -> None:
 
 
 def _add_pair_options(p: argparse.ArgumentParser) -> None:
-    from .bench.pairs_fmnist import PairsFmnistConfig
-    from .bench.pairs_sweep import PairSweepConfig
-    from .online.pair_methods import PairSelectionConfig
+    from ..bench.pairs_fmnist import PairsFmnistConfig
+    from ..bench.pairs_sweep import PairSweepConfig
+    from ..online.pair_methods import PairSelectionConfig
 
     add_config_options(p, PairSweepConfig)
     add_config_options(p, PairsFmnistConfig)
@@ -50,7 +50,7 @@ def _add_pair_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_importance_options(p: argparse.ArgumentParser) -> None:
-    from .bench.importance import SCENARIO_DEFAULTS, ImportanceSweepConfig, PruningConfig
+    from ..bench.importance import SCENARIO_DEFAULTS, ImportanceSweepConfig, PruningConfig
 
     add_config_options(p, ImportanceSweepConfig)
     add_config_options(p, NoisyFmnistConfig, defaults=SCENARIO_DEFAULTS)
@@ -60,7 +60,7 @@ def _add_importance_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_svp_options(p: argparse.ArgumentParser, scenario: type) -> None:
-    from .bench.svp import SvpConfig
+    from ..bench.svp import SvpConfig
 
     add_config_options(p, SvpConfig)
     add_config_options(p, scenario)
@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_out(importance, None)
     _add_importance_options(importance)
-    from .bench.svp_active import ActiveConfig
-    from .bench.svp_coreset import CoresetConfig
+    from ..bench.svp_active import ActiveConfig
+    from ..bench.svp_coreset import CoresetConfig
 
     coreset = scenarios.add_parser(
         "svp-coreset",
@@ -150,7 +150,7 @@ def _out(args: argparse.Namespace) -> str | Path:
 
 
 def _print_summary(out: Path) -> None:
-    from .bench.report import format_budget_table, format_table, load_run, write_report
+    from ..bench.report import format_budget_table, format_table, load_run, write_report
 
     _, summary = load_run(out)
     print(format_table(summary))
@@ -162,7 +162,7 @@ def _print_summary(out: Path) -> None:
 def _run_scenario(args: argparse.Namespace, classes: dict[str, type], check, run) -> int:
     """Build each config group from ``args``, ``check(**configs)`` before any data is loaded,
     then ``run(out, **configs)`` in the locked run folder and print the summary."""
-    from .run_folder import run_folder_lock
+    from ..training.run_folder import run_folder_lock
 
     configs = {key: config_from_args(cls, args) for key, cls in classes.items()}
     check(**configs)
@@ -173,9 +173,9 @@ def _run_scenario(args: argparse.Namespace, classes: dict[str, type], check, run
 
 
 def _bench_pairs(args: argparse.Namespace) -> int:
-    from .bench.pairs_fmnist import PairsFmnistConfig
-    from .bench.pairs_sweep import PairSweepConfig, check_pair_options, run_pairs_fmnist
-    from .online.pair_methods import PairSelectionConfig
+    from ..bench.pairs_fmnist import PairsFmnistConfig
+    from ..bench.pairs_sweep import PairSweepConfig, check_pair_options, run_pairs_fmnist
+    from ..online.pair_methods import PairSelectionConfig
 
     classes = {
         "sweep": PairSweepConfig,
@@ -191,7 +191,7 @@ def _bench_pairs(args: argparse.Namespace) -> int:
 
 
 def _bench_importance(args: argparse.Namespace) -> int:
-    from .bench.importance import (
+    from ..bench.importance import (
         ImportanceSweepConfig,
         PruningConfig,
         check_importance_options,
@@ -213,10 +213,10 @@ def _bench_importance(args: argparse.Namespace) -> int:
 
 
 def _bench_svp(args: argparse.Namespace) -> int:
-    from .bench.svp import SvpConfig
-    from .bench.svp_active import ActiveConfig, check_active_options, run_svp_active
-    from .bench.svp_coreset import CoresetConfig, check_coreset_options, run_svp_coreset
-    from .run_folder import run_folder_lock
+    from ..bench.svp import SvpConfig
+    from ..bench.svp_active import ActiveConfig, check_active_options, run_svp_active
+    from ..bench.svp_coreset import CoresetConfig, check_coreset_options, run_svp_coreset
+    from ..training.run_folder import run_folder_lock
 
     svp = config_from_args(SvpConfig, args)
     if args.scenario == "svp-coreset":
@@ -241,7 +241,7 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_pairs(args)
     if args.scenario == "importance":
         return _bench_importance(args)
-    from .bench.sweep import run_noisy_fmnist
+    from ..bench.sweep import run_noisy_fmnist
 
     classes = {
         "sweep": SweepConfig,
@@ -257,8 +257,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .bench.sweep import run_noisy_fmnist
-    from .run_folder import run_folder_lock
+    from ..bench.sweep import run_noisy_fmnist
+    from ..training.run_folder import run_folder_lock
 
     sweep = SweepConfig(
         methods=DEMO_METHODS, seeds=1, budgets=DEMO_BUDGETS, uniform_budgets=DEMO_UNIFORM_BUDGETS
@@ -283,8 +283,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .bench.sweep import train_single
-    from .run_folder import run_folder_lock
+    from ..bench.sweep import train_single
+    from ..training.run_folder import run_folder_lock
 
     configs = {
         "scenario": config_from_args(NoisyFmnistConfig, args),
@@ -304,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .run_folder import run_folder_lock
+    from ..training.run_folder import run_folder_lock
     from .svp_commands import ScoreConfig, run_score
 
     cfg = config_from_args(ScoreConfig, args)
@@ -327,8 +327,8 @@ def _select(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .bench.report import write_report
-    from .bench.svp_report import rewrite_svp_report
+    from ..bench.report import write_report
+    from ..bench.svp_report import rewrite_svp_report
 
     path = rewrite_svp_report(args.run_dir) or write_report(
         args.run_dir, plots=not args.no_plots, methods=args.methods

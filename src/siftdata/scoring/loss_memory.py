@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ids import IdIndex
-from ._validation import check_int_range
+from .._ids import IdIndex
+from .._validation import check_int_range
 
 __all__ = ["LossMemory"]
 

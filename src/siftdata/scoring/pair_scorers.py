@@ -1,7 +1,7 @@
 """Scorers for contrastive pairs: JEST's pairwise score matrix from learner and cached reference embeddings.
 
 A :class:`PairScorer` turns the learner's embeddings of a super-batch (one no-grad forward) and
-the reference model's embeddings looked up by example id (:mod:`siftdata.reference_embeddings`)
+the reference model's embeddings looked up by example id (:mod:`siftdata.reference.embeddings`)
 into :class:`~siftdata.online.PairwiseScores` for a joint selector. Matrix-free by default: the
 ``B × B`` matrix is never formed, the sampler reads it block by block.
 """
@@ -12,15 +12,15 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from ._validation import check_bool
-from .pairwise import DensePairScores, EmbeddingPairScores, PairEmbeddings, check_criterion
+from .._validation import check_bool
+from ..core.pairwise import DensePairScores, EmbeddingPairScores, PairEmbeddings, check_criterion
 from .scorers import Need, ScoringBatch
 
 __all__ = ["EmbeddingLookup", "PairScorer"]
 
 
 class EmbeddingLookup(Protocol):
-    """Cached embeddings by example id (e.g. :class:`~siftdata.reference_embeddings.ReferenceEmbeddings`)."""
+    """Cached embeddings by example id (e.g. :class:`~siftdata.reference.embeddings.ReferenceEmbeddings`)."""
 
     def lookup(self, ids: Tensor) -> PairEmbeddings: ...
 
@@ -34,7 +34,7 @@ class PairScorer:
     ----------
     criterion:
         ``"hard-learner"``, ``"easy-reference"`` or ``"learnability"`` (see
-        :mod:`siftdata.pairwise`).
+        :mod:`siftdata.core.pairwise`).
     reference:
         The reference model's cached embeddings by example id (criteria that use it).
     matrix_free:

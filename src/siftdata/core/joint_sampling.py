@@ -2,7 +2,7 @@ r"""JEST's joint sampling: build a sub-batch in chunks, each drawn conditional o
 
 With a contrastive loss the value of a pair depends on the rest of the batch. JEST (Evans et al.,
 2024, arXiv 2406.17711) scores a super-batch of ``B`` pairs with a ``B × B`` matrix ``S``
-(:mod:`siftdata.pairwise`) and approximates sampling the whole sub-batch from its joint score by
+(:mod:`siftdata.core.pairwise`) and approximates sampling the whole sub-batch from its joint score by
 blocked sampling: the sub-batch of ``k`` is drawn in ``n`` chunks; chunk ``c`` is drawn without
 replacement (Gumbel-top-k) from
 
@@ -12,7 +12,7 @@ replacement (Gumbel-top-k) from
 over the candidates not yet chosen, where ``A`` is the set chosen by the chunks before ``c``. The
 gains are kept as a running vector: adding a chunk ``C`` adds the column sums of ``S[C, :]`` and
 the row sums of ``S[:, C]``, so a chunk costs ``O(B·|C|)`` and ``S`` is read only block by block.
-Given :class:`~siftdata.pairwise.EmbeddingPairScores`, the ``B × B`` matrix is never formed.
+Given :class:`~siftdata.core.pairwise.EmbeddingPairScores`, the ``B × B`` matrix is never formed.
 
 No host sync: the chunk loop runs ``n`` times on the device with fixed chunk sizes.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validation import check_int_range, check_positive
+from .._validation import check_int_range, check_positive
 from .sampling import _check_generator
 
 __all__ = ["FIRST_CHUNK_RULES", "GAIN_NORMALISATIONS", "chunk_sizes", "joint_sample"]
@@ -55,7 +55,7 @@ def _check_scores(scores: Any, k: int) -> int:
         if not callable(getattr(scores, method, None)):
             raise TypeError(
                 "scores must be PairwiseScores (size, diagonal(), rows(), columns()), e.g. "
-                f"siftdata.pairwise.DensePairScores; got {type(scores).__name__}"
+                f"siftdata.core.pairwise.DensePairScores; got {type(scores).__name__}"
             )
     size = int(scores.size)
     check_int_range(k, "k", low=1)

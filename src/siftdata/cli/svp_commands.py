@@ -15,18 +15,18 @@ from pathlib import Path
 
 import torch
 
-from ._config import check_bool, check_choice, check_float_field, check_int_field, option
-from ._store_files import FILE_FORMATS
-from .bench.common import DEVICES, resolve_device
-from .bench.svp import cached_score_run, load_split
-from .data import load_fashion_mnist
-from .models import MODEL_NAMES
-from .offline.proxy_scores import SCORE_NAMES, parse_score_names
-from .offline.recipe import Recipe
-from .offline.stored import keep_priority, load_score, save_selection, source_of
-from .offline.subsets import POLICIES, select_subset, subset_size
-from .schedules import SCHEDULES
-from .store import dataset_fingerprint
+from .._config import check_bool, check_choice, check_float_field, check_int_field, option
+from .._store_files import FILE_FORMATS
+from ..bench.common import DEVICES, resolve_device
+from ..bench.svp import cached_score_run, load_split
+from ..data import load_fashion_mnist
+from ..models import MODEL_NAMES
+from ..offline.proxy_scores import SCORE_NAMES, parse_score_names
+from ..offline.recipe import Recipe
+from ..offline.stored import keep_priority, load_score, save_selection, source_of
+from ..offline.subsets import POLICIES, select_subset, subset_size
+from ..schedules import SCHEDULES
+from ..store import dataset_fingerprint
 
 __all__ = ["ScoreConfig", "SelectConfig", "run_score", "run_select"]
 

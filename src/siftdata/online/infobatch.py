@@ -18,7 +18,7 @@ DataLoader or touches the global RNG, an epoch is planned once (not on every ``i
 weights go back to exactly 1 in the full epochs whatever ``δ·E`` is.
 
 Two adapters share one core: :class:`InfoBatchSampler`, a ``torch.utils.data.Sampler``, and
-:class:`InfoBatchSource`, the training engine's :class:`~siftdata.sources.WeightedSource`.
+:class:`InfoBatchSource`, the training engine's :class:`~siftdata.training.sources.WeightedSource`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from ._ids import is_integer_tensor
-from ._seeding import derive_seed
-from ._validation import canonical_device, check_fraction, check_int_range
-from .loss_memory import LossMemory
+from .._ids import is_integer_tensor
+from .._seeding import derive_seed
+from .._validation import canonical_device, check_fraction, check_int_range
+from ..scoring.loss_memory import LossMemory
 
 __all__ = ["InfoBatchSampler", "InfoBatchSource"]
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     check_finite,
     check_fraction,
     check_logits_labels,

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._batch import check_pairs, model_device
-from ._modes import eval_mode
-from ._validation import check_bool, check_int_range
-from .pairwise import PairEmbeddings
-from .store import ScoreTable, load_scores, save_scores
+from .._batch import check_pairs, model_device
+from .._modes import eval_mode
+from .._validation import check_bool, check_int_range
+from ..core.pairwise import PairEmbeddings
+from ..store import ScoreTable, load_scores, save_scores
 
 __all__ = [
     "REFERENCE_EMBEDDINGS_KIND",
@@ -52,7 +52,7 @@ def embed_pairs(
     Parameters
     ----------
     model : nn.Module
-        Maps ``(images, tokens)`` to :class:`~siftdata.pairwise.PairEmbeddings`; run in eval mode
+        Maps ``(images, tokens)`` to :class:`~siftdata.core.pairwise.PairEmbeddings`; run in eval mode
         (each submodule's mode is restored afterwards).
     images, tokens : Tensor
         The pairs, examples along dim 0 (moved batch by batch to the model's device).

@@ -11,7 +11,7 @@ the learner forward only when some scorer needs it. Scorers compose::
     Learnability(RememberedLoss(memory), ReferenceLoss(table))   # stale, no forward at all
 
 and the same scorers run offline over a whole dataset. The score functions themselves are the pure
-ones of :mod:`siftdata.scores`.
+ones of :mod:`siftdata.core.scores`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from . import scores as S
-from ._validation import check_fraction, check_positive
+from .._validation import check_fraction, check_positive
+from ..core import scores as S
+from ..store import ScoreTable
 from .loss_memory import LossMemory
-from .store import ScoreTable
 
 __all__ = [
     "Need",
@@ -244,7 +244,7 @@ class Negated:
 class Learnability:
     r"""RHO-LOSS reducible loss from two scorers: ``min(learner, cap) − reference``.
 
-    See :func:`siftdata.scores.learnability`. ``learner`` is :class:`LearnerLoss` (fresh, one
+    See :func:`siftdata.core.scores.learnability`. ``learner`` is :class:`LearnerLoss` (fresh, one
     forward) or :class:`RememberedLoss` (stale, no forward); ``reference`` is usually
     :class:`ReferenceLoss`.
     """
@@ -288,14 +288,14 @@ class Learnability:
 class GradNormBound(_Stateless):
     """Norm of the per-example loss gradient at the outputs (Katharopoulos & Fleuret, 2018).
 
-    ``loss`` picks the closed form (see :mod:`siftdata.scores`):
+    ``loss`` picks the closed form (see :mod:`siftdata.core.scores`):
 
     - ``"cross-entropy"`` (default): ``‖softmax(z) − t‖`` with ``t = (1 − ε)·onehot(y) + ε/C``
-      (:func:`~siftdata.scores.grad_norm_bound`; with ``ε = 0`` the EL2N score);
+      (:func:`~siftdata.core.scores.grad_norm_bound`; with ``ε = 0`` the EL2N score);
     - ``"sigmoid"``: ``‖σ(z) − y‖`` for binary cross-entropy with logits summed over the outputs
-      (:func:`~siftdata.scores.sigmoid_grad_norm_bound`);
+      (:func:`~siftdata.core.scores.sigmoid_grad_norm_bound`);
     - ``"mse"``: ``2‖z − y‖ / K`` for the squared error averaged over the ``K`` outputs
-      (:func:`~siftdata.scores.mse_grad_norm_bound`).
+      (:func:`~siftdata.core.scores.mse_grad_norm_bound`).
 
     For ``"sigmoid"`` and ``"mse"`` the batch's ``labels`` are the float targets, of the outputs'
     shape. ``label_smoothing`` (``ε`` in ``[0, 1)``) applies to ``"cross-entropy"`` only.

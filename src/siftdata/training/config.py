@@ -8,9 +8,9 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from . import schedules
-from ._batch import Inputs, batch_len, inputs_to
-from ._config import check_bool, check_choice, check_float_field, check_int_field, option
+from .. import schedules
+from .._batch import Inputs, batch_len, inputs_to
+from .._config import check_bool, check_choice, check_float_field, check_int_field, option
 
 __all__ = ["WATCH_OPTIONS", "TrainConfig", "TrainData", "ReferenceCost"]
 

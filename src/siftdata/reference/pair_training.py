@@ -6,7 +6,7 @@ new order); AdamW whose learning rate decays with a cosine to zero after the las
 decay on weight matrices only (the temperature, the bias and the layers' biases are not decayed,
 as in SigLIP); the loss is the SigLIP batch loss ``(1/B) Σ_ij L_ij``. FLOPs and seconds are
 counted by a :class:`~siftdata.ledger.ComputeLedger` exactly as
-:func:`~siftdata.reference.train_reference_model` counts them (phase ``"reference_train"``: the
+:func:`~siftdata.reference.losses.train_reference_model` counts them (phase ``"reference_train"``: the
 first step of each batch shape under the FLOP counter, forward and backward).
 """
 
@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import schedules
-from ._batch import check_pairs, model_device
-from ._modes import eval_mode
-from ._validation import check_bool, check_int_range, check_positive
-from .ledger import ComputeLedger, count_flops
-from .pairwise import per_example_sigmoid_loss
+from .. import schedules
+from .._batch import check_pairs, model_device
+from .._modes import eval_mode
+from .._validation import check_bool, check_int_range, check_positive
+from ..core.pairwise import per_example_sigmoid_loss
+from ..ledger import ComputeLedger, count_flops
 
 __all__ = ["siglip_optimizer", "train_two_tower", "pair_flops"]
 
@@ -94,7 +94,7 @@ def train_two_tower(
     Parameters
     ----------
     model : nn.Module
-        Maps ``(images, tokens)`` to :class:`~siftdata.pairwise.PairEmbeddings`; trained on its
+        Maps ``(images, tokens)`` to :class:`~siftdata.core.pairwise.PairEmbeddings`; trained on its
         parameters' device. Each submodule's train/eval mode is restored afterwards.
     images, tokens : Tensor
         The training pairs (dim 0); batches are gathered on their device and moved to the model's.
@@ -106,7 +106,7 @@ def train_two_tower(
         Peak AdamW learning rate, decayed with a cosine to zero after the last step.
     weight_decay : float, default 1e-2
         AdamW weight decay of the weight matrices (>= 0); as in
-        :func:`~siftdata.reference.train_reference_model`.
+        :func:`~siftdata.reference.losses.train_reference_model`.
     seed : int, default 0
         Seeds the generator of the batch order, and (inside :func:`torch.random.fork_rng`, so
         the global RNG state is restored afterwards) any randomness in the model.

@@ -1,0 +1,5 @@
+"""The ``siftdata`` command: ``train``, ``bench``, ``score``, ``select``, ``report`` and ``demo``."""
+
+from .main import main
+
+__all__ = ["main"]
