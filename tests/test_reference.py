@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from siftdata.ledger import ComputeLedger
-from siftdata.reference.losses import (
+from siftdata.reference import (
     compute_losses,
     load_reference_losses,
     save_reference_losses,
@@ -260,7 +260,7 @@ def test_two_halves_seeds_its_split_and_models_apart():
     )
     assert torch.equal(losses, again)
     from siftdata._seeding import derive_seed
-    from siftdata.reference.losses import _split_halves
+    from siftdata.reference.two_halves import _split_halves
 
     plans = _split_halves(80, 0.1, derive_seed(3, "two-halves-split"))
     naive = _split_halves(80, 0.1, 3)

@@ -20,7 +20,7 @@ from .._seeding import derive_seed
 from ..data import load_fashion_mnist, pool_holdout_split, symmetric_noise, to_float_images
 from ..ledger import ComputeLedger
 from ..models import MODEL_NAMES
-from ..reference.losses import (
+from ..reference import (
     compute_losses,
     load_reference_losses,
     save_reference_losses,

@@ -15,9 +15,9 @@ from .losses import (
     load_reference_losses,
     save_reference_losses,
     train_reference_model,
-    two_halves_losses,
 )
 from .pair_training import pair_flops, siglip_optimizer, train_two_tower
+from .two_halves import two_halves_losses
 
 __all__ = [
     "REFERENCE_LOSS_KIND",

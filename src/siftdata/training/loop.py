@@ -13,9 +13,8 @@ counted by a :class:`~siftdata.ledger.ComputeLedger`; nothing in a step waits fo
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,19 @@ from ..ledger import ComputeLedger
 from ..online.methods import SelectionMethod
 from ..online.step import LossFn, choose, forward_for_scoring
 from ..scoring.scorers import ScoringBatch
-from ..store import dataset_fingerprint
 from .checkpoint import (
-    RESTART_HINT,
-    CheckpointError,
-    check_identity,
     global_rng_state,
-    load_checkpoint,
     save_checkpoint,
     set_global_rng_state,
 )
-from .config import WATCH_OPTIONS, ReferenceCost, TrainConfig, TrainData
+from .config import ReferenceCost, TrainConfig, TrainData
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
+from .run_state import CHECKPOINT_FORMAT, run_identity, start_run
 from .sources import BatchSource, SuperBatchStream, WeightedSource
 
 __all__ = ["TrainConfig", "TrainData", "ReferenceCost", "TrainResult", "default_optimizer", "train"]
 
-CHECKPOINT_FORMAT = 1
 """Version of the training state a checkpoint holds; another version is refused, not misread."""
 
 
@@ -235,36 +229,6 @@ def _check_step_values(values: Tensor, what: str, step: int) -> None:
         )
 
 
-def _identity(model, method, data: TrainData, config: TrainConfig, extra) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: options, data, model shapes, method."""
-    options = {k: v for k, v in asdict(config).items() if k not in WATCH_OPTIONS}
-    if config.schedule == "constant":  # a constant-LR run may be extended with more steps
-        options.pop("steps")
-    return {
-        "method": method.describe(),
-        "train": options,
-        "data": dataset_fingerprint(data.labels, data.inputs),
-        "model": {k: list(v.shape) for k, v in model.state_dict().items()},
-        **(extra or {}),
-    }
-
-
-def _resume(loop: _Loop, path: Path, identity: dict[str, Any]) -> int:
-    state = load_checkpoint(path, expect_format=CHECKPOINT_FORMAT)
-    check_identity(state.get("identity"), identity, path)
-    if int(state["step"]) > loop.config.steps:
-        raise CheckpointError(
-            f"{path} is at step {state['step']}, past steps={loop.config.steps}; give at least "
-            f"{state['step']} steps to continue it, or use another output folder"
-        )
-    try:
-        loop.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} could not be restored ({err}); {RESTART_HINT}") from err
-    print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
-    return loop.step
-
-
 def _device_of(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     if param is None:
@@ -350,7 +314,7 @@ def train(
     parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
     loop = _Loop(model, method, data, config, parts)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    run_id = _identity(model, method, data, config, identity) if ckpt is not None else None
+    run_id = run_identity(model, method, data, config, identity) if ckpt is not None else None
     with _on_device(device), contextlib.ExitStack() as stack:
         if ckpt is not None:
             stack.enter_context(run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"))
@@ -391,26 +355,9 @@ def _parts(model, method, data, config, device, loss_fn, optimizer, source, eval
     }
 
 
-def _start(loop: _Loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
-    """Resume from the checkpoint, or charge the reference and record step 0."""
-    if ckpt is not None and ckpt.exists():
-        return _resume(loop, ckpt, run_id)
-    if reference_cost is not None:
-        loop.ledger.add(
-            "reference", flops=reference_cost.forward_flops, seconds=reference_cost.forward_seconds
-        )
-        loop.ledger.add(
-            "reference_train",
-            flops=reference_cost.train_flops,
-            seconds=reference_cost.train_seconds,
-        )
-    loop.record()
-    return None
-
-
 def _run(loop: _Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> TrainResult:
     config, model = loop.config, loop.model
-    resumed_from = _start(loop, ckpt, run_id, reference_cost)
+    resumed_from = start_run(loop, ckpt, run_id, reference_cost)
     if not model.training:  # a partly frozen model (e.g. BatchNorm in eval) stays as it is
         model.train()
     bar = tqdm(

@@ -1,0 +1,64 @@
+"""A run's identity (what a checkpoint must match) and how a run starts: resumed from its
+checkpoint, or charged for its reference and recorded at step 0."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..store import dataset_fingerprint
+from .checkpoint import RESTART_HINT, CheckpointError, check_identity, load_checkpoint
+from .config import WATCH_OPTIONS, TrainConfig, TrainData
+
+__all__ = ["CHECKPOINT_FORMAT", "run_identity", "start_run"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def run_identity(model, method, data: TrainData, config: TrainConfig, extra) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: options, data, model shapes, method."""
+    options = {k: v for k, v in asdict(config).items() if k not in WATCH_OPTIONS}
+    if config.schedule == "constant":  # a constant-LR run may be extended with more steps
+        options.pop("steps")
+    return {
+        "method": method.describe(),
+        "train": options,
+        "data": dataset_fingerprint(data.labels, data.inputs),
+        "model": {k: list(v.shape) for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
+
+
+def _resume(loop, path: Path, identity: dict[str, Any]) -> int:
+    state = load_checkpoint(path, expect_format=CHECKPOINT_FORMAT)
+    check_identity(state.get("identity"), identity, path)
+    if int(state["step"]) > loop.config.steps:
+        raise CheckpointError(
+            f"{path} is at step {state['step']}, past steps={loop.config.steps}; give at least "
+            f"{state['step']} steps to continue it, or use another output folder"
+        )
+    try:
+        loop.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} could not be restored ({err}); {RESTART_HINT}") from err
+    print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
+    return loop.step
+
+
+def start_run(loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
+    """Resume from the checkpoint, or charge the reference and record step 0."""
+    if ckpt is not None and ckpt.exists():
+        return _resume(loop, ckpt, run_id)
+    if reference_cost is not None:
+        loop.ledger.add(
+            "reference", flops=reference_cost.forward_flops, seconds=reference_cost.forward_seconds
+        )
+        loop.ledger.add(
+            "reference_train",
+            flops=reference_cost.train_flops,
+            seconds=reference_cost.train_seconds,
+        )
+    loop.record()
+    return None
