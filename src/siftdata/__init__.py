@@ -37,6 +37,7 @@ from .core.scores import (
     sigmoid_grad_norm_bound,
 )
 from .core.unbiased import importance_weights, variance_reduction_tau, without_replacement_weights
+from .data import WithIndex
 from .online import (
     METHOD_NAMES,
     AlwaysScore,
@@ -66,6 +67,12 @@ from .online.infobatch import InfoBatchSampler, InfoBatchSource
 from .online.joint import JointSampler
 from .online.pair_methods import PAIR_METHOD_NAMES, PairSelectionConfig, build_pair_method
 from .reference.embeddings import ReferenceEmbeddings, load_reference_embeddings
+from .reference.losses import (
+    compute_losses,
+    load_reference_losses,
+    save_reference_losses,
+    train_reference_model,
+)
 from .scoring import scorers
 from .scoring.pair_scorers import PairScorer
 from .scoring.scorers import (
@@ -82,6 +89,7 @@ from .scoring.scorers import (
     Scorer,
     ScoringBatch,
 )
+from .store import dataset_fingerprint
 from .training.sources import BatchSource, SuperBatchStream, WeightedSource
 
 __version__ = "0.1.0"
@@ -102,6 +110,13 @@ __all__ = [
     "sigmoid_pair_losses",
     "ReferenceEmbeddings",
     "load_reference_embeddings",
+    # reference losses: train, compute, cache by id
+    "train_reference_model",
+    "compute_losses",
+    "save_reference_losses",
+    "load_reference_losses",
+    "dataset_fingerprint",
+    "WithIndex",
     "data",
     "ledger",
     "models",

@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="siftdata", description="Choose which examples to train on."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(sub)
+    _add_bench_parsers(
+        sub.add_parser("bench", help="run a benchmark scenario (see docs/benchmarks.md)")
+    )
+    _add_svp_command_parsers(sub)
+    tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
+    tr.add_argument("--method", default="learnability", help="the method (default learnability)")
+    _add_out(tr, None)
+    _add_run_options(tr, bench=False)
+    _add_report_parser(sub)
+    return parser
+
+
+def _add_demo_parser(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="noisy Fashion-MNIST (40%% noise): a budget sweep of uniform vs learnability, "
@@ -81,39 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
         demo, TrainConfig, include=("steps", "progress"), defaults={"steps": DEMO_STEPS}
     )
     add_config_options(demo, NoisyFmnistConfig, include=("device",))
-    bench = sub.add_parser("bench", help="run a benchmark scenario (see docs/benchmarks.md)")
-    scenarios = bench.add_subparsers(dest="scenario", required=True)
-    noisy = scenarios.add_parser(
-        "noisy-fmnist", help="noisy-label Fashion-MNIST: per-example selection methods"
-    )
-    _add_out(noisy, None)
-    _add_run_options(noisy, bench=True)
-    pairs = scenarios.add_parser(
-        "pairs-fmnist", help="Fashion-MNIST image-caption pairs: JEST and its baselines"
-    )
-    _add_out(pairs, None)
-    _add_pair_options(pairs)
-    importance = scenarios.add_parser(
-        "importance",
-        help="Fashion-MNIST: importance sampling, unbiased learnability and InfoBatch vs uniform",
-    )
-    _add_out(importance, None)
-    _add_importance_options(importance)
+
+
+def _add_bench_parsers(bench: argparse.ArgumentParser) -> None:
+    """One sub-command per scenario, each with its option groups."""
     from ..bench.svp_active import ActiveConfig
     from ..bench.svp_coreset import CoresetConfig
 
-    coreset = scenarios.add_parser(
-        "svp-coreset",
-        help="Fashion-MNIST: core-sets kept by a cheap proxy's scores vs all data vs random",
-    )
-    _add_out(coreset, None)
-    _add_svp_options(coreset, CoresetConfig)
-    active = scenarios.add_parser(
-        "svp-active",
-        help="Fashion-MNIST: active learning, selecting with a proxy vs the target vs random",
-    )
-    _add_out(active, None)
-    _add_svp_options(active, ActiveConfig)
+    scenarios = bench.add_subparsers(dest="scenario", required=True)
+    helps = {
+        "noisy-fmnist": "noisy-label Fashion-MNIST: per-example selection methods",
+        "pairs-fmnist": "Fashion-MNIST image-caption pairs: JEST and its baselines",
+        "importance": "Fashion-MNIST: importance sampling, unbiased learnability and InfoBatch "
+        "vs uniform",
+        "svp-coreset": "Fashion-MNIST: core-sets kept by a cheap proxy's scores vs all data vs "
+        "random",
+        "svp-active": "Fashion-MNIST: active learning, selecting with a proxy vs the target vs "
+        "random",
+    }
+    add_options = {
+        "noisy-fmnist": lambda p: _add_run_options(p, bench=True),
+        "pairs-fmnist": _add_pair_options,
+        "importance": _add_importance_options,
+        "svp-coreset": lambda p: _add_svp_options(p, CoresetConfig),
+        "svp-active": lambda p: _add_svp_options(p, ActiveConfig),
+    }
+    for name, text in helps.items():
+        scenario = scenarios.add_parser(name, help=text)
+        _add_out(scenario, None)
+        add_options[name](scenario)
+
+
+def _add_svp_command_parsers(sub) -> None:
+    """``score`` (a proxy ranks the data) and ``select`` (a core-set of a score store)."""
     from .svp_commands import ScoreConfig, SelectConfig
 
     score = sub.add_parser(
@@ -126,10 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("store", type=Path, help="a score store written by `siftdata score`")
     select.add_argument("--out", required=True, help="the selection store to write")
     add_config_options(select, SelectConfig)
-    tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
-    tr.add_argument("--method", default="learnability", help="the method (default learnability)")
-    _add_out(tr, None)
-    _add_run_options(tr, bench=False)
+
+
+def _add_report_parser(sub) -> None:
     rep = sub.add_parser("report", help="write report.md and PNG plots for a bench or train folder")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--no-plots", action="store_true", help="only the markdown tables")
@@ -139,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated subset to show (default all)",
     )
-    return parser
 
 
 def _out(args: argparse.Namespace) -> str | Path:

@@ -189,30 +189,19 @@ def score_with_recipe(
         desc=f"train {recipe.label()}",
     )
     run = ScoreRun(recipe, {}, {"train": fitted.seconds}, fitted)
-    scorers = {name: OUTPUT_SCORERS[name]() for name in names if name in OUTPUT_SCORERS}
-    if scorers or "kcenter" in names:
-        scored = score_dataset(
-            fitted.model,
+    if any(name in OUTPUT_SCORERS for name in names) or "kcenter" in names:
+        _score_pass(
+            run,
             inputs,
             labels,
-            scorers,
-            embeddings="kcenter" in names,
+            names,
+            picks=picks,
+            seed=seed,
+            device=device,
             shard_dir=shard_dir,
             shard_size=shard_size,
             progress=progress,
-            desc=f"score {recipe.label()}",
         )
-        run.scores.update(scored.scores)
-        run.seconds["score"] = scored.seconds
-        if "kcenter" in names:
-            device = torch.device(device)
-            embeddings = scored.embeddings.to(device)
-            sync(device)
-            start = time.perf_counter()
-            run.scores["kcenter"] = kcenter_scores(
-                embeddings, picks, seed=derive_seed(seed, "kcenter")
-            )
-            run.seconds["kcenter"] = time.perf_counter() - start
     if "forgetting" in names:
         run.scores["forgetting"] = forgetting_scores(fitted.forgetting)
     if "el2n" in names:
@@ -229,3 +218,30 @@ def score_with_recipe(
         run.seconds.update(seconds)
     run.scores = {name: run.scores[name] for name in names}
     return run
+
+
+def _score_pass(
+    run: ScoreRun, inputs, labels, names, *, picks, seed, device, shard_dir, shard_size, progress
+) -> None:
+    """The one scoring pass of the trained model (output scores, embeddings), then k-center."""
+    scorers = {name: OUTPUT_SCORERS[name]() for name in names if name in OUTPUT_SCORERS}
+    scored = score_dataset(
+        run.fitted.model,
+        inputs,
+        labels,
+        scorers,
+        embeddings="kcenter" in names,
+        shard_dir=shard_dir,
+        shard_size=shard_size,
+        progress=progress,
+        desc=f"score {run.recipe.label()}",
+    )
+    run.scores.update(scored.scores)
+    run.seconds["score"] = scored.seconds
+    if "kcenter" in names:
+        device = torch.device(device)
+        embeddings = scored.embeddings.to(device)
+        sync(device)
+        start = time.perf_counter()
+        run.scores["kcenter"] = kcenter_scores(embeddings, picks, seed=derive_seed(seed, "kcenter"))
+        run.seconds["kcenter"] = time.perf_counter() - start

@@ -238,14 +238,8 @@ def score_dataset(
     n = inputs.shape[0]
     shards = None
     if shard_dir is not None:
-        key = {
-            "model_sha256": model_digest(model),
-            "data": dataset_fingerprint(ids if labels is None else labels, inputs),
-            "scorers": {name: repr(s) for name, s in scorers.items()},
-            "embeddings": bool(embeddings),
-            "shard_size": shard_size,
-        }
-        shards = _Shards(Path(shard_dir), json.loads(json.dumps(key)))
+        key = _shard_key(model, (inputs, labels, ids), scorers, embeddings, shard_size)
+        shards = _Shards(Path(shard_dir), key)
     bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
     done: list[dict] = []
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="ex")
@@ -278,6 +272,19 @@ def score_dataset(
             done.append(shard)
     bar.close()
     return _assemble(done, scorers, embeddings, seconds, resumed)
+
+
+def _shard_key(model, data, scorers, embeddings: bool, shard_size: int) -> dict:
+    """What saved shards must have been made with (model, data, scorers, ...) to be reused."""
+    inputs, labels, ids = data
+    key = {
+        "model_sha256": model_digest(model),
+        "data": dataset_fingerprint(ids if labels is None else labels, inputs),
+        "scorers": {name: repr(s) for name, s in scorers.items()},
+        "embeddings": bool(embeddings),
+        "shard_size": shard_size,
+    }
+    return json.loads(json.dumps(key))
 
 
 def _assemble(done: list[dict], scorers, embeddings: bool, seconds: float, resumed: int):

@@ -333,6 +333,14 @@ def load_reference_losses(path: str | os.PathLike, *, fingerprint: dict) -> Scor
     """Load cached reference losses, checking the kind and the dataset fingerprint.
 
     See :func:`~siftdata.store.load_scores`; raises ``ValueError`` if the cache was built for other
-    data (rebuild it then).
+    data (rebuild it then), ``FileNotFoundError`` naming how to build one if there is none.
     """
-    return load_scores(path, kind=REFERENCE_LOSS_KIND, fingerprint=fingerprint)
+    try:
+        return load_scores(path, kind=REFERENCE_LOSS_KIND, fingerprint=fingerprint)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err}; build a reference-loss cache first: train a reference "
+            "(train_reference_model on a clean holdout, or two_halves_losses without one), "
+            "then save_reference_losses(path, ids, compute_losses(reference, inputs, labels), "
+            "fingerprint=dataset_fingerprint(labels, inputs)); the README shows the lines"
+        ) from None
