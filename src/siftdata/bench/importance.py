@@ -13,8 +13,7 @@ and checks on one fixed model (:mod:`siftdata.bench.importance_checks`).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,10 +28,12 @@ from ..training.recorder import ClassificationEvaluator
 from .common import resolve_device
 from .importance_checks import fixed_model_checks, importance_summary
 from .noisy_fmnist import NoisyFmnistConfig, prepare_data, reference_for, train_data
-from .sweep import SweepConfig, _learner, _summary, check_options, run_all
+from .protocol import run_scenario
+from .sweep import SweepConfig, _learner, check_options
 
 __all__ = [
     "INFOBATCH",
+    "ImportanceScenario",
     "ImportanceSweepConfig",
     "PruningConfig",
     "SCENARIO_DEFAULTS",
@@ -180,6 +181,58 @@ class _Runs:
         )
 
 
+@dataclass
+class ImportanceScenario:
+    """The importance scenario under the protocol of :mod:`siftdata.bench.protocol`."""
+
+    scenario: NoisyFmnistConfig
+    sweep: ImportanceSweepConfig
+    train_cfg: TrainConfig
+    selection: SelectionConfig
+    pruning: PruningConfig
+    name: str = "importance"
+    runs: _Runs | None = field(default=None, init=False, repr=False)
+
+    def config(self) -> dict:
+        return {
+            "scenario": asdict(self.scenario),
+            "sweep": asdict(self.sweep),
+            "train": asdict(self.train_cfg),
+            "selection": asdict(self.selection),
+            "pruning": asdict(self.pruning),
+        }
+
+    def check(self) -> None:
+        check_importance_options(self.scenario, self.train_cfg, self.sweep, self.pruning)
+
+    def prepare(self, out: Path) -> None:
+        cfg = self.train_cfg
+        d = prepare_data(self.scenario, cfg.seed)
+        ref = None
+        if any(_uses_reference(m) for m in self.sweep.methods):
+            ref = reference_for(self.scenario, d, out, seed=cfg.seed, progress=cfg.progress)
+        top = max(self.sweep.budgets)
+        self.runs = _Runs(d, ref, self.scenario, cfg, self.selection, self.pruning, top)
+
+    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
+        return self.runs(method, seed, budget)
+
+    def extras(self, records: list[dict]) -> dict:
+        runs = self.runs
+        found = {"unbiased": importance_summary(records, methods=list(self.sweep.methods))}
+        if runs.kept_model is not None:
+            found["fixed_model"] = fixed_model_checks(
+                runs.kept_model,
+                runs.d,
+                runs.ref.table if runs.ref is not None else None,
+                probe_size=self.pruning.probe_size,
+                batch_size=self.train_cfg.batch_size,
+                selection=self.selection,
+                seed=self.train_cfg.seed,
+            )
+        return found
+
+
 def run_importance(
     out: Path,
     *,
@@ -191,28 +244,5 @@ def run_importance(
 ) -> dict:
     """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` and
     ``summary.json`` into ``out``; return the summary."""
-    check_importance_options(scenario, train_cfg, sweep, pruning)
-    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
-    config.update(selection=asdict(selection), pruning=asdict(pruning))
-    (out / "config.json").write_text(json.dumps({"name": "importance", **config}, indent=2))
-    d = prepare_data(scenario, train_cfg.seed)
-    ref = None
-    if any(_uses_reference(m) for m in sweep.methods):
-        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-    runs = _Runs(d, ref, scenario, train_cfg, selection, pruning, max(sweep.budgets))
-    records = run_all(out, sweep, train_cfg, runs)
-    summary = _summary(records, sweep)
-    summary.update(scenario="importance", config=config)
-    summary["unbiased"] = importance_summary(records, methods=list(sweep.methods))
-    if runs.kept_model is not None:
-        summary["fixed_model"] = fixed_model_checks(
-            runs.kept_model,
-            d,
-            ref.table if ref is not None else None,
-            probe_size=pruning.probe_size,
-            batch_size=train_cfg.batch_size,
-            selection=selection,
-            seed=train_cfg.seed,
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    found = ImportanceScenario(scenario, sweep, train_cfg, selection, pruning)
+    return run_scenario(out, found, sweep, train_cfg)

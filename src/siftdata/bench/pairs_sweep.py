@@ -9,8 +9,7 @@ agreement (Spearman) between its low- and full-resolution learnability scores.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,9 +38,16 @@ from .pairs_fmnist import (
     prepare_pairs,
     seeded_two_tower,
 )
-from .sweep import SweepConfig, _summary, check_budgets, run_all
+from .protocol import run_scenario
+from .sweep import SweepConfig, check_budgets
 
-__all__ = ["PairSweepConfig", "spearman", "resolution_agreement", "run_pairs_fmnist"]
+__all__ = [
+    "PairSweepConfig",
+    "PairsFmnistScenario",
+    "spearman",
+    "resolution_agreement",
+    "run_pairs_fmnist",
+]
 
 
 @dataclass
@@ -139,6 +145,60 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device)
     return records
 
 
+@dataclass
+class PairsFmnistScenario:
+    """The pairs-fmnist scenario under the protocol of :mod:`siftdata.bench.protocol`; the
+    super-batch factor comes from the sweep's filter ratio."""
+
+    scenario: PairsFmnistConfig
+    sweep: PairSweepConfig
+    train_cfg: TrainConfig
+    selection: PairSelectionConfig
+    name: str = "pairs-fmnist"
+    data: PairsData | None = field(default=None, init=False, repr=False)
+    ref: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        factor = self.sweep.super_batch_factor()
+        self.train_cfg = replace(self.train_cfg, super_batch_factor=factor)
+
+    def config(self) -> dict:
+        return {
+            "scenario": asdict(self.scenario),
+            "sweep": asdict(self.sweep),
+            "train": asdict(self.train_cfg),
+            "selection": asdict(self.selection),
+        }
+
+    def check(self) -> None:
+        check_pair_options(self.scenario, self.train_cfg, self.sweep, self.selection)
+
+    def prepare(self, out: Path) -> None:
+        seed, progress = self.train_cfg.seed, self.train_cfg.progress
+        self.device = resolve_device(self.scenario.device)
+        self.data = prepare_pairs(self.scenario, seed)
+        self.ref = pair_reference_for(self.scenario, self.data, out, seed=seed, progress=progress)
+
+    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
+        return _run_one(
+            method,
+            seed,
+            budget,
+            self.data,
+            self.ref,
+            self.scenario,
+            self.train_cfg,
+            self.selection,
+            self.device,
+        )
+
+    def extras(self, records: list[dict]) -> dict:
+        return {
+            "reference": {**self.ref.info, **asdict(self.ref.cost)},
+            "resolution_agreement": _agreement(records, self.sweep),
+        }
+
+
 def run_pairs_fmnist(
     out: Path,
     *,
@@ -149,28 +209,8 @@ def run_pairs_fmnist(
 ) -> dict:
     """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` (after each run)
     and ``summary.json`` into ``out``; return the summary."""
-    train_cfg = replace(train_cfg, super_batch_factor=sweep.super_batch_factor())
-    check_pair_options(scenario, train_cfg, sweep, selection)
-    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
-    config["selection"] = asdict(selection)
-    (out / "config.json").write_text(json.dumps({"name": "pairs-fmnist", **config}, indent=2))
-    device = resolve_device(scenario.device)
-    d = prepare_pairs(scenario, train_cfg.seed)
-    ref = pair_reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-    records = run_all(
-        out,
-        sweep,
-        train_cfg,
-        lambda name, seed, budget: _run_one(
-            name, seed, budget, d, ref, scenario, train_cfg, selection, device
-        ),
-    )
-    summary = _summary(records, sweep)
-    summary.update(scenario="pairs-fmnist", config=config)
-    summary["reference"] = {**ref.info, **asdict(ref.cost)}
-    summary["resolution_agreement"] = _agreement(records, sweep)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    pairs = PairsFmnistScenario(scenario, sweep, train_cfg, selection)
+    return run_scenario(out, pairs, sweep, pairs.train_cfg)
 
 
 def _agreement(records: list[dict], sweep: PairSweepConfig) -> dict:

@@ -8,28 +8,22 @@ curve (``siftdata.bench.budget``). With one budget the run is the classic side-b
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from .._config import check_float_field, check_int_field, option
 from .._seeding import derive_seed
 from ..online import SelectionConfig, build_method, parse_method
 from ..training.loop import TrainConfig, TrainResult, train
-from ..training.recorder import write_records
-from .budget import summarize_budget_sweep
 from .common import resolve_device, seeded_model
 from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
-from .summary import summarize
+from .protocol import run_scenario
 
 __all__ = [
     "SweepConfig",
     "check_options",
     "check_budgets",
-    "run_all",
+    "NoisyFmnistScenario",
     "run_noisy_fmnist",
     "train_single",
 ]
@@ -145,6 +139,62 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list
     return train(model, method, train_data(d), config, reference_cost=cost, tags=tags).records
 
 
+@dataclass
+class NoisyFmnistScenario:
+    """The noisy-fmnist scenario under the protocol of :mod:`siftdata.bench.protocol`."""
+
+    scenario: NoisyFmnistConfig
+    sweep: SweepConfig
+    train_cfg: TrainConfig
+    selection: SelectionConfig
+    name: str = "noisy-fmnist"
+    data: dict | None = field(default=None, init=False, repr=False)
+    ref: object = field(default=None, init=False, repr=False)
+
+    def config(self) -> dict:
+        return {
+            "scenario": asdict(self.scenario),
+            "sweep": asdict(self.sweep),
+            "train": asdict(self.train_cfg),
+            "selection": asdict(self.selection),
+        }
+
+    def check(self) -> None:
+        budgets = (*self.sweep.budgets, *self.sweep.uniform_budgets)
+        check_options(self.scenario, self.train_cfg, self.sweep.methods, budgets)
+
+    def prepare(self, out: Path) -> None:
+        self.data = prepare_data(self.scenario, self.train_cfg.seed)
+        if any(parse_method(m).uses_reference for m in self.sweep.methods):
+            self.ref = reference_for(
+                self.scenario,
+                self.data,
+                out,
+                seed=self.train_cfg.seed,
+                progress=self.train_cfg.progress,
+            )
+
+    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
+        return _run_one(
+            method,
+            seed,
+            budget,
+            self.data,
+            self.ref,
+            self.scenario,
+            self.train_cfg,
+            self.selection,
+        )
+
+    def extras(self, records: list[dict]) -> dict:
+        if self.ref is None:
+            return {}
+        ref = self.ref
+        return {
+            "reference": {**ref.info, **asdict(ref.cost), **_reference_separation(ref, self.data)}
+        }
+
+
 def run_noisy_fmnist(
     out: Path,
     *,
@@ -155,58 +205,9 @@ def run_noisy_fmnist(
 ) -> dict:
     """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` (after each run)
     and ``summary.json`` into ``out``; return the summary."""
-    check_options(scenario, train_cfg, sweep.methods, (*sweep.budgets, *sweep.uniform_budgets))
-    config = {"scenario": asdict(scenario), "sweep": asdict(sweep), "train": asdict(train_cfg)}
-    config["selection"] = asdict(selection)
-    (out / "config.json").write_text(json.dumps({"name": "noisy-fmnist", **config}, indent=2))
-    d = prepare_data(scenario, train_cfg.seed)
-    ref = None
-    if any(parse_method(m).uses_reference for m in sweep.methods):
-        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
-    records = run_all(
-        out,
-        sweep,
-        train_cfg,
-        lambda name, seed, budget: _run_one(
-            name, seed, budget, d, ref, scenario, train_cfg, selection
-        ),
+    return run_scenario(
+        out, NoisyFmnistScenario(scenario, sweep, train_cfg, selection), sweep, train_cfg
     )
-    summary = _summary(records, sweep)
-    summary.update(scenario="noisy-fmnist", config=config)
-    if ref is not None:
-        summary["reference"] = {**ref.info, **asdict(ref.cost), **_reference_separation(ref, d)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def run_all(
-    out: Path,
-    sweep: SweepConfig,
-    train_cfg: TrainConfig,
-    run_one: Callable[[str, int, float], list[dict]],
-) -> list[dict]:
-    """Every (seed, method, budget) of ``sweep`` through ``run_one(name, seed, budget)``; the
-    records so far are rewritten to ``out/metrics.jsonl`` after each run."""
-    runs = [
-        (train_cfg.seed + s, m, b)
-        for s in range(sweep.seeds)
-        for m in sweep.methods
-        for b in sweep.runs(m)
-    ]
-    records: list[dict] = []
-    for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
-        records += run_one(name, seed, budget)
-        write_records(out / "metrics.jsonl", records)
-    return records
-
-
-def _summary(records: list[dict], sweep: SweepConfig) -> dict:
-    """The target-based summary at the largest common budget, plus the sweep when there is one."""
-    top = max(sweep.budgets)
-    summary = summarize([r for r in records if r["budget"] == top], methods=list(sweep.methods))
-    if len(sweep.budgets) + len(sweep.uniform_budgets) > 1:
-        summary["budget_sweep"] = summarize_budget_sweep(records, methods=list(sweep.methods))
-    return summary
 
 
 def _reference_separation(ref, d: dict) -> dict:
