@@ -45,6 +45,16 @@ def test_bench_writes_summary_sweep_and_report(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| learnability |" in report and "| hard-learner |" not in report
     assert main(["report", str(out), "--no-plots", "--methods", "uniform,magic"]) == 2
+    # the finished sweep is never silently redone or replaced
+    metrics = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), *TINY]) == 2
+    assert "finished; use --resume" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), *TINY, "--lr", "0.2", "--resume"]) == 2
+    assert "train.lr: 0.001 there, 0.2 now" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), *TINY, "--resume"]) == 0
+    assert "6 of 6 runs finished earlier; kept and skipped" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_text() == metrics
 
 
 def test_train_resumes_where_it_stopped_and_reports(tmp_path, capsys):
@@ -54,18 +64,21 @@ def test_train_resumes_where_it_stopped_and_reports(tmp_path, capsys):
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 10, 20]
     longer = [a if a != "20" else "40" for a in TINY]
-    assert main([*args, *longer]) == 0
-    assert "resuming from step 20" in capsys.readouterr().err
+    assert main([*args, *longer]) == 2  # a finished run is not extended without being asked
+    assert "steps: 20 there, 40 now" in capsys.readouterr().err
+    assert main([*args, *longer, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from step 20" in err and "reopening the finished run" in err
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 10, 20, 30, 40]
     assert main(["report", str(out), "--no-plots"]) == 0  # a train folder has no summary.json
     assert "learnability" in (out / "report.md").read_text()
     # another batch size is another run: refused, naming the option
-    assert main([*args, *longer, "--batch-size", "32"]) == 2
-    assert "batch_size: 64 in the checkpoint, 32 now" in capsys.readouterr().err
-    # a reference cache built with other reference options is not reused
-    assert main([*args, *[a if a != "2" else "3" for a in longer]]) == 2
-    assert "epochs: 2 cached, 3 now" in capsys.readouterr().err
+    assert main([*args, *longer, "--batch-size", "32", "--resume"]) == 2
+    assert "batch_size: 64 there, 32 now" in capsys.readouterr().err
+    # a reference built with other reference options is another run too
+    assert main([*args, *[a if a != "2" else "3" for a in longer], "--resume"]) == 2
+    assert "reference_epochs: 2 there, 3 now" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,21 @@ def test_score_and_select_commands(tmp_path, capsys):
     plain = margins.lookup(load_selection(tmp_path / "s2").ids)
     assert float(plain.max()) <= float(torch.sort(margins.scores).values[49])
     capsys.readouterr()
+    # select never replaces a score store (its input or a sibling), nor a selection unasked
+    el2n = (out / "el2n" / "manifest.json").read_text()
+    for target, extra, message in (
+        (out / "margin", ["--overwrite"], "is the score store being read"),
+        (out / "el2n", ["--overwrite"], "a selection never replaces it"),
+        (tmp_path / "s2", [], "add --overwrite to replace it"),
+    ):
+        argv = ["select", str(out / "margin"), "--out", str(target), "--budget", "40", *extra]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert (out / "el2n" / "manifest.json").read_text() == el2n
+    assert load_score(out / "margin").scores.equal(margins.scores)
+    argv = ["select", str(out / "margin"), "--out", str(tmp_path / "s2"), "--budget", "40"]
+    assert main([*argv, "--overwrite"]) == 0
+    assert len(load_selection(tmp_path / "s2").ids) == 40
     for args in (
         ["--keep", "0"],
         ["--keep", "1.5"],
@@ -233,7 +248,7 @@ def test_score_and_select_commands(tmp_path, capsys):
     assert "ranks only its first 60 picks" in capsys.readouterr().err
     # a rerun with another k-center depth does not reuse the stores silently
     assert main(["score", "--out", str(kc), "--kcenter-keep", "0.5", *scoring]) == 2
-    assert "kcenter_picks" in capsys.readouterr().err
+    assert "kcenter_keep: 0.3 there, 0.5 now" in capsys.readouterr().err
     assert (
         main(["select", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad"), "--keep", "0.5"])
         == 2

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._files import fs_errors, new_temp_dir, swap_into_place
 from ._ids import IdIndex, is_integer_tensor
 from ._store_files import FILE_FORMATS, ROW_FILES, read_rows, require_pyarrow, to_array, write_rows
 from ._validation import check_same_length
@@ -139,22 +139,6 @@ def _is_replaceable(path: Path) -> bool:
         return False
 
 
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path``, replacing an existing store (restored if the rename fails)."""
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-    old.rmdir()
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _new_manifest(
     kind: str, array: np.ndarray, fingerprint: dict, meta: dict | None, file_format: str
 ) -> dict:
@@ -234,12 +218,14 @@ def save_scores(
     path = Path(path)
     if path.exists() and not _is_replaceable(path):
         raise ValueError(f"path {path} exists and is not a score store; refusing to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    with fs_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_temp_dir(path.parent, f".{path.name}.tmp-")
     try:
-        manifest["sha256"] = write_rows(tmp, ids.numpy(), array, file_format)
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _swap_into_place(tmp, path)
+        with fs_errors(path):
+            manifest["sha256"] = write_rows(tmp, ids.numpy(), array, file_format)
+            (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from .._config import check_float_field, check_int_field, option
+from .._files import atomic_write
 from .._seeding import derive_seed
 from ..models.evaluation import evaluate
 from ..online import SelectionConfig, parse_method
 from ..online.infobatch import InfoBatchSource
 from ..training.loop import TrainConfig, train
 from ..training.recorder import ClassificationEvaluator
-from .common import resolve_device
+from .common import resolve_device, seeded_model
 from .importance_checks import fixed_model_checks, importance_summary
 from .noisy_fmnist import NoisyFmnistConfig, prepare_data, reference_for, train_data
 from .protocol import run_scenario
@@ -132,9 +133,9 @@ class _Runs:
         g = torch.Generator().manual_seed(derive_seed(train_cfg.seed, "pool-eval-subset"))
         subset = torch.randperm(len(d["pool_y"]), generator=g)[: pruning.pool_eval_size]
         self.evaluator = PoolAndTestEvaluator(d, subset, self.device, train_cfg.eval_batch_size)
-        self.kept_model = None
+        self.kept_model, self.kept_path = None, None
 
-    def __call__(self, name: str, seed: int, budget: float) -> list[dict]:
+    def __call__(self, name: str, seed: int, budget: float, checkpoint=None) -> list[dict]:
         cfg, steps = self.train_cfg, round(budget * self.train_cfg.steps)
         source, tags = None, {"budget": budget, "base_steps": cfg.steps}
         if name == INFOBATCH:
@@ -163,10 +164,23 @@ class _Runs:
             evaluator=self.evaluator,
             reference_cost=cost,
             tags=tags,
+            checkpoint_path=checkpoint,
         )
         if name == "uniform" and seed == cfg.seed and budget == self.top:
             self.kept_model = model
+            if self.kept_path is not None:  # a resumed sweep that skips this run reloads it
+                atomic_write(
+                    self.kept_path, lambda f: torch.save(model.state_dict(), f), binary=True
+                )
         return result.records
+
+    def kept_uniform_model(self):
+        """The base seed's uniform learner at the top budget: this sweep's, or a saved one."""
+        if self.kept_model is None and self.kept_path is not None and self.kept_path.exists():
+            model = seeded_model(self.scenario.model, seed=0, device=self.device)
+            model.load_state_dict(torch.load(self.kept_path, map_location=self.device))
+            self.kept_model = model
+        return self.kept_model
 
     def _infobatch(self, epochs: int, seed: int) -> InfoBatchSource:
         p = self.pruning
@@ -213,16 +227,18 @@ class ImportanceScenario:
             ref = reference_for(self.scenario, d, out, seed=cfg.seed, progress=cfg.progress)
         top = max(self.sweep.budgets)
         self.runs = _Runs(d, ref, self.scenario, cfg, self.selection, self.pruning, top)
+        self.runs.kept_path = out / "fixed_model_uniform.pt"
 
-    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
-        return self.runs(method, seed, budget)
+    def run_one(self, method: str, seed: int, budget: float, *, checkpoint=None) -> list[dict]:
+        return self.runs(method, seed, budget, checkpoint)
 
     def extras(self, records: list[dict]) -> dict:
         runs = self.runs
         found = {"unbiased": importance_summary(records, methods=list(self.sweep.methods))}
-        if runs.kept_model is not None:
+        kept = runs.kept_uniform_model()
+        if kept is not None:
             found["fixed_model"] = fixed_model_checks(
-                runs.kept_model,
+                kept,
                 runs.d,
                 runs.ref.table if runs.ref is not None else None,
                 probe_size=self.pruning.probe_size,

@@ -108,7 +108,7 @@ def resolution_agreement(
     return {f"spearman_{k}": sum(v) / len(v) for k, v in found.items()}
 
 
-def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device) -> list[dict]:
+def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device, checkpoint):
     method = build_pair_method(
         name,
         config=selection,
@@ -130,6 +130,7 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device)
         evaluator=pair_evaluator(d, device),
         reference_cost=ref.cost if uses_ref else None,
         tags=tags,
+        checkpoint_path=checkpoint,
     ).records
     if ref is not None:
         records[-1].update(
@@ -179,7 +180,7 @@ class PairsFmnistScenario:
         self.data = prepare_pairs(self.scenario, seed)
         self.ref = pair_reference_for(self.scenario, self.data, out, seed=seed, progress=progress)
 
-    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
+    def run_one(self, method: str, seed: int, budget: float, *, checkpoint=None) -> list[dict]:
         return _run_one(
             method,
             seed,
@@ -190,6 +191,7 @@ class PairsFmnistScenario:
             self.train_cfg,
             self.selection,
             self.device,
+            checkpoint,
         )
 
     def extras(self, records: list[dict]) -> dict:

@@ -44,7 +44,7 @@ def _bad_file(path: Path, problem: str, redo: str = _REDO) -> ValueError:
 
 def _read_metrics(path: Path) -> list[dict]:
     """Records of ``metrics.jsonl``, each checked for the keys the report reads."""
-    redo = f"re-run, or delete the bad line (a run interrupted while writing leaves one) ({_REDO})"
+    redo = "re-run the benchmark, or delete the bad line (its run is then redone on --resume)"
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:

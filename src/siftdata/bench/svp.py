@@ -135,6 +135,11 @@ class Results:
                         f"{path} line {number} is not JSON ({err}); delete that line or the "
                         "file to redo its work"
                     ) from err
+                if not isinstance(row, dict) or "key" not in row:
+                    raise ValueError(
+                        f"{path} line {number} has no 'key' field; delete that line or the "
+                        "file to redo its work"
+                    )
                 self.rows[row["key"]] = row
 
     def get(self, key: str) -> dict | None:

@@ -338,4 +338,12 @@ def rewrite_svp_report(run_dir: str | Path) -> Path | None:
         raise ValueError(f"{path} is not JSON ({err}); rerun the scenario to rewrite it") from err
     writers = {"svp-coreset": write_coreset_report, "svp-active": write_active_report}
     writer = writers.get(summary.get("scenario")) if isinstance(summary, dict) else None
-    return writer(Path(run_dir), summary) if writer else None
+    if writer is None:
+        return None
+    try:
+        return writer(Path(run_dir), summary)
+    except (KeyError, TypeError, IndexError) as err:
+        raise ValueError(
+            f"{path} lacks or mistypes the field {err}; rerun the scenario (with --resume: "
+            "finished work is kept) to rewrite it"
+        ) from err

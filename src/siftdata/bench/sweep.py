@@ -130,13 +130,15 @@ def _learner(name: str, seed: int, d: dict, ref, scenario, selection, super_batc
     return method, model, (ref.cost if spec.uses_reference else None)
 
 
-def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection) -> list[dict]:
+def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, checkpoint) -> list[dict]:
     method, model, cost = _learner(
         name, seed, d, ref, scenario, selection, train_cfg.super_batch_factor
     )
     config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
     tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
-    return train(model, method, train_data(d), config, reference_cost=cost, tags=tags).records
+    data = train_data(d)
+    ckpt = {"checkpoint_path": checkpoint}
+    return train(model, method, data, config, reference_cost=cost, tags=tags, **ckpt).records
 
 
 @dataclass
@@ -174,7 +176,7 @@ class NoisyFmnistScenario:
                 progress=self.train_cfg.progress,
             )
 
-    def run_one(self, method: str, seed: int, budget: float) -> list[dict]:
+    def run_one(self, method: str, seed: int, budget: float, *, checkpoint=None) -> list[dict]:
         return _run_one(
             method,
             seed,
@@ -184,6 +186,7 @@ class NoisyFmnistScenario:
             self.scenario,
             self.train_cfg,
             self.selection,
+            checkpoint,
         )
 
     def extras(self, records: list[dict]) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from ..bench.noisy_fmnist import NoisyFmnistConfig
@@ -16,6 +15,7 @@ from ..bench.sweep import SweepConfig, check_options
 from ..online import SelectionConfig, parse_method
 from ..training.loop import TrainConfig
 from ._args import add_config_options, config_from_args
+from .run_folders import SWEEP_ADDITIVE, add_out, open_run
 
 __all__ = ["main", "build_parser", "DEMO_STEPS", "DEMO_METHODS"]
 
@@ -23,11 +23,6 @@ DEMO_STEPS = 4000  # the base budget; uniform also runs 2x, where it memorises t
 DEMO_METHODS = ("uniform", "learnability", "learnability+stale")
 DEMO_BUDGETS, DEMO_UNIFORM_BUDGETS = (0.25, 0.5, 1.0), (2.0,)
 DEMO_SCHEDULE = "cosine"  # every run's LR decayed to its own budget: a fair comparison
-
-
-def _add_out(p: argparse.ArgumentParser, default: str | None) -> None:
-    shown = default or "runs/<command>-<time>"
-    p.add_argument("--out", default=default, help=f"run folder (default {shown})")
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, bench: bool) -> None:
@@ -78,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_svp_command_parsers(sub)
     tr = sub.add_parser("train", help="train one method on noisy Fashion-MNIST, resumable")
     tr.add_argument("--method", default="learnability", help="the method (default learnability)")
-    _add_out(tr, None)
+    add_out(tr, None)
     _add_run_options(tr, bench=False)
     _add_report_parser(sub)
     return parser
@@ -90,7 +85,7 @@ def _add_demo_parser(sub) -> None:
         help="noisy Fashion-MNIST (40%% noise): a budget sweep of uniform vs learnability, "
         "~2 minutes",
     )
-    _add_out(demo, "runs/demo")
+    add_out(demo, "runs/demo")
     add_config_options(
         demo, TrainConfig, include=("steps", "progress"), defaults={"steps": DEMO_STEPS}
     )
@@ -122,7 +117,7 @@ def _add_bench_parsers(bench: argparse.ArgumentParser) -> None:
     }
     for name, text in helps.items():
         scenario = scenarios.add_parser(name, help=text)
-        _add_out(scenario, None)
+        add_out(scenario, None)
         add_options[name](scenario)
 
 
@@ -134,11 +129,14 @@ def _add_svp_command_parsers(sub) -> None:
         "score",
         help="rank Fashion-MNIST with a cheap proxy: one score store per score (resumable)",
     )
-    _add_out(score, None)
+    add_out(score, None)
     add_config_options(score, ScoreConfig)
     select = sub.add_parser("select", help="keep a core-set of a score store: a selection store")
     select.add_argument("store", type=Path, help="a score store written by `siftdata score`")
     select.add_argument("--out", required=True, help="the selection store to write")
+    select.add_argument(
+        "--overwrite", action="store_true", help="replace the selection store at --out"
+    )
     add_config_options(select, SelectConfig)
 
 
@@ -154,13 +152,6 @@ def _add_report_parser(sub) -> None:
     )
 
 
-def _out(args: argparse.Namespace) -> str | Path:
-    """The run folder: ``--out`` as given (an empty one is refused when it is prepared)."""
-    if args.out is None:
-        return Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return args.out
-
-
 def _print_summary(out: Path) -> None:
     from ..bench.report import format_budget_table, format_table, load_run, write_report
 
@@ -173,12 +164,10 @@ def _print_summary(out: Path) -> None:
 
 def _run_scenario(args: argparse.Namespace, classes: dict[str, type], check, run) -> int:
     """Build each config group from ``args``, ``check(**configs)`` before any data is loaded,
-    then ``run(out, **configs)`` in the locked run folder and print the summary."""
-    from ..training.run_folder import run_folder_lock
-
+    then ``run(out, **configs)`` in the claimed run folder and print the summary."""
     configs = {key: config_from_args(cls, args) for key, cls in classes.items()}
     check(**configs)
-    with run_folder_lock(_out(args)) as out:
+    with open_run(args, f"bench {args.scenario}", configs, SWEEP_ADDITIVE) as out:
         run(out, **configs)
         _print_summary(out)
     return 0
@@ -225,10 +214,9 @@ def _bench_importance(args: argparse.Namespace) -> int:
 
 
 def _bench_svp(args: argparse.Namespace) -> int:
-    from ..bench.svp import SvpConfig
+    from ..bench.svp import ADDITIVE, SvpConfig
     from ..bench.svp_active import ActiveConfig, check_active_options, run_svp_active
     from ..bench.svp_coreset import CoresetConfig, check_coreset_options, run_svp_coreset
-    from ..training.run_folder import run_folder_lock
 
     svp = config_from_args(SvpConfig, args)
     if args.scenario == "svp-coreset":
@@ -239,7 +227,8 @@ def _bench_svp(args: argparse.Namespace) -> int:
         scenario = config_from_args(ActiveConfig, args)
         check_active_options(scenario, svp.pool_size or 60000)
         run = run_svp_active
-    with run_folder_lock(_out(args)) as out:
+    configs = {"svp": svp, "scenario": scenario}
+    with open_run(args, f"bench {args.scenario}", configs, ADDITIVE) as out:
         run(out, svp, scenario)
         print((out / "report.md").read_text())
         print(f"report: {out / 'report.md'}")
@@ -270,7 +259,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..bench.sweep import run_noisy_fmnist
-    from ..training.run_folder import run_folder_lock
 
     sweep = SweepConfig(
         methods=DEMO_METHODS, seeds=1, budgets=DEMO_BUDGETS, uniform_budgets=DEMO_UNIFORM_BUDGETS
@@ -288,7 +276,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"a budget sweep over {', '.join(str(round(b * args.steps)) for b in DEMO_BUDGETS)} steps "
         f"(uniform also {round(DEMO_UNIFORM_BUDGETS[0] * args.steps)}), each with its own cosine LR"
     )
-    with run_folder_lock(_out(args)) as out:
+    with open_run(args, "demo", configs) as out:
         run_noisy_fmnist(out, **configs)
         _print_summary(out)
     return 0
@@ -296,7 +284,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..bench.sweep import train_single
-    from ..training.run_folder import run_folder_lock
 
     configs = {
         "scenario": config_from_args(NoisyFmnistConfig, args),
@@ -305,7 +292,8 @@ def _train(args: argparse.Namespace) -> int:
     }
     parse_method(args.method)
     check_options(configs["scenario"], configs["train_cfg"], (args.method,))
-    with run_folder_lock(_out(args)) as out:
+    additive = ("steps",) if configs["train_cfg"].schedule == "constant" else ()
+    with open_run(args, "train", {"method": args.method, **configs}, additive) as out:
         result = train_single(out, method=args.method, **configs)
     last = result.records[-1]
     print(
@@ -316,11 +304,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from ..training.run_folder import run_folder_lock
-    from .svp_commands import ScoreConfig, run_score
+    from .svp_commands import SCORE_ADDITIVE, ScoreConfig, run_score
 
     cfg = config_from_args(ScoreConfig, args)
-    with run_folder_lock(_out(args)) as out:
+    with open_run(args, "score", {"score": cfg}, SCORE_ADDITIVE) as out:
         seconds = run_score(out, cfg)
     for name, stages in seconds.items():
         cells = ", ".join(f"{stage} {value:.1f} s" for stage, value in stages.items())
@@ -331,7 +318,8 @@ def _score(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     from .svp_commands import SelectConfig, run_select
 
-    result = run_select(args.store, Path(args.out), config_from_args(SelectConfig, args))
+    cfg = config_from_args(SelectConfig, args)
+    result = run_select(args.store, Path(args.out), cfg, overwrite=args.overwrite)
     print(
         f"kept {result['size']} of {result['of']} examples by {result['score']}: {result['path']}"
     )
@@ -365,8 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"siftdata {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # permission denied, read-only folder, disk full: one line, the path
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"siftdata {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        hint = "; re-run the same command to resume" if args.command == "train" else ""
+        resumable = args.command not in ("select", "report")
+        hint = "; re-run the same command to resume" if resumable else ""
         print(f"siftdata {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 

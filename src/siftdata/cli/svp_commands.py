@@ -10,6 +10,7 @@ ids a policy keeps.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +24,21 @@ from ..data import load_fashion_mnist
 from ..models import MODEL_NAMES
 from ..offline.proxy_scores import SCORE_NAMES, parse_score_names
 from ..offline.recipe import Recipe
-from ..offline.stored import keep_priority, load_score, save_selection, source_of
+from ..offline.stored import (
+    SELECTION_KIND,
+    keep_priority,
+    load_score,
+    save_selection,
+    source_of,
+)
 from ..offline.subsets import POLICIES, select_subset, subset_size
 from ..schedules import SCHEDULES
 from ..store import dataset_fingerprint
 
-__all__ = ["ScoreConfig", "SelectConfig", "run_score", "run_select"]
+__all__ = ["SCORE_ADDITIVE", "ScoreConfig", "SelectConfig", "run_score", "run_select"]
+
+SCORE_ADDITIVE = ("scores", "shard_size")
+"""``score`` options a rerun with ``--resume`` may change: more scores keep the finished stores."""
 
 
 @dataclass
@@ -156,8 +166,29 @@ def _check_ranked_far_enough(meta: dict, size: int) -> None:
         )
 
 
-def run_select(store: Path, out: Path, cfg: SelectConfig) -> dict:
-    """Keep ``cfg``'s share of the examples in ``store`` by its score; write them to ``out``."""
+def _check_select_out(store: Path, out: Path, overwrite: bool) -> None:
+    """``out`` may be new, or (with ``overwrite``) a selection store; never a score store."""
+    if out.resolve() == Path(store).resolve():
+        raise ValueError(f"--out {out} is the score store being read; name a new folder")
+    manifest = out / "manifest.json"
+    if not out.exists():
+        return
+    try:
+        kind = json.loads(manifest.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind not in (None, SELECTION_KIND):
+        raise ValueError(f"--out {out} holds a {kind!r} store; a selection never replaces it")
+    if kind is None and any(out.iterdir()):
+        raise ValueError(f"--out {out} exists and is not a selection store; name a new folder")
+    if kind == SELECTION_KIND and not overwrite:
+        raise ValueError(f"--out {out} holds a selection already; add --overwrite to replace it")
+
+
+def run_select(store: Path, out: Path, cfg: SelectConfig, *, overwrite: bool = False) -> dict:
+    """Keep ``cfg``'s share of the examples in ``store`` by its score; write them to ``out``
+    (a new folder, or with ``overwrite`` an earlier selection: never a score store)."""
+    _check_select_out(store, out, overwrite)
     table = load_score(store)
     meta = table.manifest["meta"]
     _check_ranked_far_enough(meta, subset_size(len(table), keep=cfg.keep, budget=cfg.budget))

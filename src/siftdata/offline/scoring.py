@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._files import atomic_write, atomic_write_text
 from .._modes import eval_mode
 from .._validation import check_int_range
 from ..core.scores import per_example_loss
@@ -119,7 +120,7 @@ class _Shards:
                     "use another folder or delete it to rescore"
                 )
         else:
-            _atomic_write(file, lambda f: f.write(json.dumps(key, sort_keys=True).encode()))
+            atomic_write_text(file, json.dumps(key, sort_keys=True))
 
     def path(self, index: int) -> Path:
         return self.folder / f"shard-{index:05d}.pt"
@@ -141,17 +142,7 @@ class _Shards:
         return shard
 
     def save(self, index: int, shard: dict) -> None:
-        _atomic_write(self.path(index), lambda f: torch.save(shard, f))
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic_write(self.path(index), lambda f: torch.save(shard, f), binary=True)
 
 
 @torch.no_grad()

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .._files import atomic_write
+
 __all__ = [
     "RESTART_HINT",
     "CheckpointError",
@@ -46,14 +48,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     torch.save(state, buffer)
     payload = buffer.getvalue()
     header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # an interrupted save never leaves a half-written checkpoint
-    return path
+    # an interrupted or failed save never leaves a half-written checkpoint, nor a temporary file
+    return atomic_write(path, lambda f: f.write(header + payload), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike, *, expect_format: int | None = None) -> dict[str, Any]:

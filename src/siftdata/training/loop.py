@@ -38,7 +38,7 @@ from .checkpoint import (
 from .config import ReferenceCost, TrainConfig, TrainData
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
-from .run_state import CHECKPOINT_FORMAT, run_identity, start_run
+from .run_state import CHECKPOINT_FORMAT, identity_file, run_identity, start_run
 from .sources import BatchSource, SuperBatchStream, WeightedSource
 
 __all__ = ["TrainConfig", "TrainData", "ReferenceCost", "TrainResult", "default_optimizer", "train"]
@@ -382,6 +382,7 @@ def _run(loop: _Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> Tr
         ):
             loop.recorder.check_finite()  # never overwrite a good checkpoint with a diverged state
             save_checkpoint(ckpt, loop.state_dict(run_id))
+            identity_file(ckpt).unlink(missing_ok=True)  # the checkpoint holds it from now on
     bar.close()
     write_records(metrics_path, loop.recorder.records)
     return TrainResult(loop.recorder.records, loop.ledger.totals(), loop.step, resumed_from)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._files import atomic_write_text
 from ..ledger import ComputeLedger
 from ..models.evaluation import evaluate
 
@@ -205,8 +206,4 @@ def write_records(path: str | Path | None, records: list[dict[str, Any]]) -> Non
     if path is None:
         return
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))

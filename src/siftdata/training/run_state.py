@@ -3,16 +3,18 @@ checkpoint, or charged for its reference and recorded at step 0."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write_text
 from ..store import dataset_fingerprint
 from .checkpoint import RESTART_HINT, CheckpointError, check_identity, load_checkpoint
 from .config import WATCH_OPTIONS, TrainConfig, TrainData
 
-__all__ = ["CHECKPOINT_FORMAT", "run_identity", "start_run"]
+__all__ = ["CHECKPOINT_FORMAT", "identity_file", "run_identity", "start_run"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -47,10 +49,33 @@ def _resume(loop, path: Path, identity: dict[str, Any]) -> int:
     return loop.step
 
 
+def identity_file(ckpt: Path) -> Path:
+    """Where a run's identity is written when it starts, before its first checkpoint."""
+    return ckpt.with_name(ckpt.name + ".identity.json")
+
+
+def _claim_identity(ckpt: Path, identity: dict[str, Any]) -> None:
+    """Write the run's identity beside its future checkpoint, or check the one written there by
+    an earlier start of a run that never checkpointed (another run's is refused, naming what
+    differs, before any of its files is touched)."""
+    path = identity_file(ckpt)
+    normal = json.loads(json.dumps(identity, default=str))
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError as err:
+            raise CheckpointError(f"{path} could not be read ({err}); {RESTART_HINT}") from err
+        check_identity(saved, normal, path)
+    else:
+        atomic_write_text(path, json.dumps(normal, indent=2, sort_keys=True) + "\n")
+
+
 def start_run(loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
-    """Resume from the checkpoint, or charge the reference and record step 0."""
+    """Resume from the checkpoint, or claim the run, charge the reference and record step 0."""
     if ckpt is not None and ckpt.exists():
         return _resume(loop, ckpt, run_id)
+    if ckpt is not None:
+        _claim_identity(ckpt, run_id)
     if reference_cost is not None:
         loop.ledger.add(
             "reference", flops=reference_cost.forward_flops, seconds=reference_cost.forward_seconds
