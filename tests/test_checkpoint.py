@@ -166,3 +166,25 @@ def test_a_checkpoint_of_another_format_is_refused(tmp_path):
     save_checkpoint(ckpt, state)
     with pytest.raises(CheckpointError, match="could not be restored"):
         _resume(ckpt)
+
+
+def test_a_run_that_never_checkpointed_refuses_other_options(tmp_path):
+    ckpt = tmp_path / "ck.pt"
+    metrics = tmp_path / "metrics.jsonl"
+    config = _config(checkpoint_every=1000)  # ends before its first checkpoint
+    train(_model(), _method("uniform"), _data(), config, checkpoint_path=ckpt, metrics_path=metrics)
+    assert not ckpt.exists() and (tmp_path / "ck.pt.identity.json").exists()
+    written = metrics.read_text()
+    with pytest.raises(CheckpointError, match="train.batch_size: 8 in the checkpoint, 4 now"):
+        train(
+            _model(),
+            _method("uniform"),
+            _data(),
+            _config(checkpoint_every=1000, batch_size=4),
+            checkpoint_path=ckpt,
+            metrics_path=metrics,
+        )
+    assert metrics.read_text() == written  # the first run's records are untouched
+    # once a checkpoint is written it holds the identity, and the side file goes
+    train(_model(), _method("uniform"), _data(), _config(checkpoint_every=5), checkpoint_path=ckpt)
+    assert ckpt.exists() and not (tmp_path / "ck.pt.identity.json").exists()
