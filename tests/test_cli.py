@@ -149,3 +149,17 @@ def test_malformed_summary_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{not json")
     assert main(["report", str(tmp_path), "--no-plots"]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "shortest"),
+    [(["train"], 20), (["bench", "noisy-fmnist", "--budgets", "0.5,1"], 10)],
+)
+def test_a_warm_up_covering_the_run_is_refused_before_the_folder_is_claimed(
+    tmp_path, capsys, command, shortest
+):
+    out = tmp_path / "run"
+    argv = [*command, "--out", str(out), *TINY, "--schedule", "cosine"]
+    assert main([*argv, "--uniform-steps", str(shortest)]) == 2
+    assert f"uniform_steps ({shortest}) must be below steps ({shortest}" in capsys.readouterr().err
+    assert not out.exists()  # the corrected command can use the same --out

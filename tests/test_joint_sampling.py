@@ -224,6 +224,7 @@ def test_joint_sampler_makes_no_host_sync():
     assert selection.indices.shape == (32,) and set(selection.stats) == {
         "selected_score_mean",
         "score_mean",
+        "nonfinite_scores",
     }
 
 

@@ -294,8 +294,26 @@ def test_batch_sampler_plans_once_per_epoch_and_iter_mid_epoch_continues():
     assert head + tail == sampler.state_dict()["order"].tolist() == order and list(first) == []
     stale = iter(sampler)  # the epoch was served: this iter() starts the next one
     assert sampler.epoch == epochs + 2 and next(stale) in range(n)
-    sampler.set_epoch(1)
-    assert list(stale) == [] and sampler.cursor == 0  # a new plan stops old iterators
+    with pytest.raises(RuntimeError, match=r"set_epoch\(1\) was called while epoch 6 is being"):
+        sampler.set_epoch(1)  # it would drop the rest of epoch 6 without a word
+    assert sampler.epoch == epochs + 2 and sampler.cursor == 1
+    rest = list(stale)
+    sampler.set_epoch(1)  # between epochs
+    assert len(rest) == sampler.epoch_length(epochs + 2) - 1 and sampler.cursor == 0
+    again = iter(sampler)
+    next(again)
+    del again  # an iterator dropped part-way is closed: set_epoch is allowed again
+    sampler.set_epoch(2)
+    assert sampler.epoch == 2 and sampler.cursor == 0
+
+
+def test_a_state_from_another_seed_is_refused():
+    first = InfoBatchSampler(20, epochs=3, seed=1)
+    other = InfoBatchSampler(20, epochs=3, seed=2)
+    with pytest.raises(ValueError, match="planned with seed 1, this one has seed 2"):
+        other.load_state_dict(first.state_dict())
+    source = InfoBatchSource(20, epochs=3, seed=1)
+    source.load_state_dict(InfoBatchSource(20, epochs=3, seed=1).state_dict())
 
 
 def test_set_epoch_is_a_function_of_seed_epoch_and_losses_and_leaves_global_rng_alone():

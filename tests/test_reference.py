@@ -59,7 +59,16 @@ def test_early_stopping_and_best_state_restored():
     vx, vy = _blobs(32, 1)
     vy = (vy + 1) % C  # flipped validation labels: val loss rises as the model learns
     res = train_reference_model(
-        _model(), x, y, val_inputs=vx, val_labels=vy, epochs=50, lr=1e-2, patience=2, progress=False
+        _model(),
+        x,
+        y,
+        val_inputs=vx,
+        val_labels=vy,
+        epochs=50,
+        lr=1e-2,
+        patience=2,
+        progress=False,
+        check_chance=False,
     )
     assert res.epochs_run < 50
     assert res.epochs_run == res.best_epoch + 2
@@ -76,7 +85,15 @@ def test_training_is_seeded():
 
     def run(seed):
         res = train_reference_model(
-            _model(), x, y, val_inputs=vx, val_labels=vy, epochs=2, seed=seed, progress=False
+            _model(),
+            x,
+            y,
+            val_inputs=vx,
+            val_labels=vy,
+            epochs=2,
+            seed=seed,
+            progress=False,
+            check_chance=False,
         )
         return [h["train_loss"] for h in res.history]
 
@@ -129,6 +146,7 @@ def test_ledger_counts_reference_training_exactly():
         batch_size=16,
         ledger=ledger,
         progress=False,
+        check_chance=False,
     )
     per_epoch = (
         2 * 2 * 64 * D * C + 2 * 16 * D * C
@@ -173,7 +191,15 @@ def test_two_halves_scores_each_example_with_the_other_model():
         trained_on.append(set())
         return _IndexEmbedding(n, trained_on[-1])
 
-    opts = dict(epochs=6, lr=0.5, weight_decay=0.0, batch_size=8, patience=2, progress=False)
+    opts = dict(
+        epochs=6,
+        lr=0.5,
+        weight_decay=0.0,
+        batch_size=8,
+        patience=2,
+        progress=False,
+        check_chance=False,
+    )
     losses = two_halves_losses(build, x, y, val_fraction=0.2, seed=1, **opts)
     assert len(trained_on) == 2
     a, b = trained_on
@@ -222,8 +248,10 @@ def test_global_rng_untouched():
     x, y = _blobs(64, 0)
     models = iter([_model(1), _model(2), _model(3)])  # nn.Linear's own init uses the global RNG
     state = torch.get_rng_state()
-    train_reference_model(next(models), x, y, val_inputs=x, val_labels=y, epochs=1, progress=False)
-    two_halves_losses(lambda: next(models), x, y, epochs=1, progress=False)
+    train_reference_model(
+        next(models), x, y, val_inputs=x, val_labels=y, epochs=1, progress=False, check_chance=False
+    )
+    two_halves_losses(lambda: next(models), x, y, epochs=1, progress=False, check_chance=False)
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -253,10 +281,10 @@ def test_two_halves_seeds_its_split_and_models_apart():
     permutation that torch.randperm(n) with seed s gives (what a shared seed would produce)."""
     x, y = _blobs(80, 0)
     losses = two_halves_losses(
-        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False
+        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False, check_chance=False
     )
     again = two_halves_losses(
-        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False
+        lambda: _model(), x, y, seed=3, epochs=2, batch_size=16, progress=False, check_chance=False
     )
     assert torch.equal(losses, again)
     from siftdata._seeding import derive_seed
@@ -265,3 +293,22 @@ def test_two_halves_seeds_its_split_and_models_apart():
     plans = _split_halves(80, 0.1, derive_seed(3, "two-halves-split"))
     naive = _split_halves(80, 0.1, 3)
     assert not torch.equal(plans[0][2].sort().values, naive[0][2].sort().values)
+
+
+def test_a_reference_that_never_beats_chance_is_refused():
+    """A finite but absurd validation loss (here: labels the model cannot learn) must not become
+    a cache of plausible-looking reference losses."""
+    x, y = _blobs(128, 0)
+    vx, vy = _blobs(32, 1)
+    vy = (vy + 1) % C  # validation labels that contradict the training labels
+    with pytest.raises(ValueError, match=r"never beat chance.*ln\(4\) = 1.386"):
+        train_reference_model(
+            _model(), x, y, val_inputs=vx, val_labels=vy, epochs=5, lr=1e-2, progress=False
+        )
+
+
+def test_labels_outside_the_class_range_are_named_with_the_class_count():
+    x, y = _blobs(32, 0)
+    y[3] = C  # one past the last class
+    with pytest.raises(ValueError, match=r"training labels holds 1 label.*4 classes.*e\.g\. 4"):
+        train_reference_model(_model(), x, y, val_inputs=x, val_labels=y.clamp(max=C - 1))

@@ -214,7 +214,12 @@ def test_stats_hold_the_selectors_and_the_score_means():
     sel = select_batch(model, x, y, ids, k=K, scorer=Entropy(), selector=recording)
     scores = recording.scores.tolist()
     picked = sel.indices.tolist()
-    assert set(sel.stats) == {"temperature", "selected_score_mean", "score_mean"}
+    assert set(sel.stats) == {
+        "temperature",
+        "selected_score_mean",
+        "score_mean",
+        "nonfinite_scores",
+    }
     assert float(sel.stats["score_mean"]) == pytest.approx(sum(scores) / B)
     expected_selected = sum(scores[i] for i in picked) / K
     assert float(sel.stats["selected_score_mean"]) == pytest.approx(expected_selected)

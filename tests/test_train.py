@@ -489,3 +489,24 @@ def test_another_reference_table_of_the_same_size_is_another_run(tmp_path):
         train(
             _model(), method, _data(), _config(steps=20, checkpoint_every=10), checkpoint_path=ckpt
         )
+
+
+def test_labels_outside_the_models_classes_are_named_before_the_first_step():
+    data = _data()
+    data.labels[7] = 4  # the model has 4 outputs: classes 0 … 3
+    with pytest.raises(ValueError, match=r"pool's labels holds 1 label.*4 classes.*e\.g\. 4"):
+        train(_model(), _method("uniform"), data, _config())
+    data = _data()
+    test_labels = data.test_labels.clone()
+    test_labels[0] = -1
+    data = TrainData(data.inputs, data.labels, data.test_inputs, test_labels)
+    with pytest.raises(ValueError, match=r"test labels holds 1 label.*e\.g\. -1"):
+        train(_model(), _method("hard-learner"), data, _config())
+
+
+@pytest.mark.parametrize("uniform_steps", [30, 31])
+def test_a_uniform_warm_up_covering_every_step_is_refused(uniform_steps):
+    method = _method("hard-learner", uniform_steps=uniform_steps)
+    with pytest.raises(ValueError, match=rf"uniform_steps \({uniform_steps}\) must be below steps"):
+        train(_model(), method, _data(), _config(steps=30))
+    train(_model(), _method("hard-learner", uniform_steps=29), _data(), _config(steps=30))

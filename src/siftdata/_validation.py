@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -16,6 +17,8 @@ __all__ = [
     "check_logits_labels",
     "check_same_length",
     "check_int_range",
+    "check_seed",
+    "check_class_labels",
     "check_bool",
     "canonical_device",
 ]
@@ -126,6 +129,36 @@ def check_int_range(x: int, name: str, *, low: int, high: int | None = None) -> 
         upper = "inf)" if high is None else f"{high}]"
         raise ValueError(f"{name} must be in [{low}, {upper}, got {x}")
     return x
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """Require an integer seed (a Python or NumPy int, not a bool, a float or a string) in the
+    range ``torch.Generator.manual_seed`` takes; ``1.5`` must not quietly become ``1``."""
+    if isinstance(seed, bool):
+        raise ValueError(f"{name} must be an int, got bool")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"{name} must be an int, got {type(seed).__name__} {seed!r}") from None
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{name} must be in [-2**63, 2**64), got {value}")
+    return value
+
+
+def check_class_labels(labels: Tensor, num_classes: int, name: str = "labels") -> None:
+    """Require integer class labels in ``0 … num_classes−1`` (one host sync): a label outside
+    is named with the class count, instead of an opaque indexing error (or, on a GPU, a
+    device-side assert that ends the process)."""
+    if labels.numel() == 0:
+        return
+    outside = (labels < 0) | (labels >= num_classes)
+    if bool(outside.any()):
+        bad = labels[outside]
+        raise ValueError(
+            f"{name} holds {bad.numel()} label(s) outside the model's {num_classes} classes "
+            f"(0 … {num_classes - 1}), e.g. {bad[0].item()}; are the labels 1-based, or is the "
+            "model's output width wrong?"
+        )
 
 
 def canonical_device(device: torch.device | str) -> torch.device:

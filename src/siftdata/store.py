@@ -372,8 +372,9 @@ class ScoreTable:
             Integer example ids, any shape; moved to the table's device.
         check_values : bool, default False
             Check that every id is in the table (one device-to-host sync). Without it there is
-            no sync; unknown ids then give wrong rows (sorted tables) or an indexing error, so
-            check a dataset's ids once with :meth:`check_ids`.
+            no sync: an unknown id gets NaN (a floating table; selectors rank NaN last), never
+            another id's row, and is counted; :meth:`check_missing` raises for it later.
+            Check a dataset's ids once with :meth:`check_ids`.
 
         Returns
         -------
@@ -381,6 +382,14 @@ class ScoreTable:
             Shape ``ids.shape + scores.shape[1:]``.
         """
         ids = torch.as_tensor(ids)
-        rows = self.index.rows(ids, check_values=check_values)
+        rows, known = self.index.locate(ids, check_values=check_values)
         # index_select is several times cheaper than advanced indexing for small batches
-        return self.scores.index_select(0, rows).reshape(*ids.shape, *self.scores.shape[1:])
+        values = self.scores.index_select(0, rows)
+        if values.is_floating_point():
+            unknown = ~known.reshape(-1, *([1] * (values.dim() - 1)))
+            values = values.masked_fill(unknown, float("nan"))
+        return values.reshape(*ids.shape, *self.scores.shape[1:])
+
+    def check_missing(self) -> None:
+        """Raise ``ValueError`` if a lookup since the last check met an unknown id (one sync)."""
+        self.index.check_missing()

@@ -84,10 +84,13 @@ def _uses_reference(name: str) -> bool:
     return name != INFOBATCH and parse_method(name).uses_reference
 
 
-def check_importance_options(scenario, train_cfg: TrainConfig, sweep, pruning) -> None:
+def check_importance_options(
+    scenario, train_cfg: TrainConfig, sweep, pruning, selection=None
+) -> None:
     """Checks across option groups, before any data is loaded or reference trained."""
     named = tuple(m for m in sweep.methods if m != INFOBATCH)  # infobatch trains as uniform
-    check_options(scenario, train_cfg, named, (*sweep.budgets, *sweep.uniform_budgets))
+    budgets = (*sweep.budgets, *sweep.uniform_budgets)
+    check_options(scenario, train_cfg, named, budgets, selection)
     for name in ("pool_eval_size", "probe_size"):
         if getattr(pruning, name) > scenario.pool_size:
             raise ValueError(f"{name} exceeds the pool ({scenario.pool_size})")
@@ -217,7 +220,9 @@ class ImportanceScenario:
         }
 
     def check(self) -> None:
-        check_importance_options(self.scenario, self.train_cfg, self.sweep, self.pruning)
+        check_importance_options(
+            self.scenario, self.train_cfg, self.sweep, self.pruning, self.selection
+        )
 
     def prepare(self, out: Path) -> None:
         cfg = self.train_cfg

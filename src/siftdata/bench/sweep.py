@@ -83,9 +83,14 @@ class SweepConfig:
 
 
 def check_options(
-    scenario: NoisyFmnistConfig, train_cfg: TrainConfig, methods: tuple[str, ...], budgets=(1.0,)
+    scenario: NoisyFmnistConfig,
+    train_cfg: TrainConfig,
+    methods: tuple[str, ...],
+    budgets=(1.0,),
+    selection: SelectionConfig | None = None,
 ) -> None:
-    """Checks across option groups, before any data is loaded or reference trained."""
+    """Checks across option groups, before any data is loaded, reference trained or run folder
+    claimed (so a corrected command can use the same ``--out``)."""
     selecting = [m for m in methods if parse_method(m).selects]
     big_b = train_cfg.super_batch_size(selects=bool(selecting), name=", ".join(selecting))
     if big_b > scenario.pool_size:
@@ -93,6 +98,13 @@ def check_options(
             f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
         )
     check_budgets(train_cfg, budgets)
+    shortest = min(round(b * train_cfg.steps) for b in budgets)
+    if selecting and selection is not None and selection.uniform_steps >= shortest:
+        raise ValueError(
+            f"uniform_steps ({selection.uniform_steps}) must be below steps ({shortest}, the "
+            f"shortest run): {', '.join(selecting)} would train uniformly throughout and never "
+            "select; lower --uniform-steps"
+        )
 
 
 def check_budgets(train_cfg: TrainConfig, budgets) -> None:
@@ -163,7 +175,7 @@ class NoisyFmnistScenario:
 
     def check(self) -> None:
         budgets = (*self.sweep.budgets, *self.sweep.uniform_budgets)
-        check_options(self.scenario, self.train_cfg, self.sweep.methods, budgets)
+        check_options(self.scenario, self.train_cfg, self.sweep.methods, budgets, self.selection)
 
     def prepare(self, out: Path) -> None:
         self.data = prepare_data(self.scenario, self.train_cfg.seed)
@@ -235,7 +247,7 @@ def train_single(
     Re-running the same command after an interruption continues where it stopped; the reference
     cache in ``out`` is reused. A checkpoint from other options is refused, naming them.
     """
-    check_options(scenario, train_cfg, (method,))
+    check_options(scenario, train_cfg, (method,), selection=selection)
     d = prepare_data(scenario, train_cfg.seed)
     ref = None
     if parse_method(method).uses_reference:

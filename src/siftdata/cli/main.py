@@ -208,7 +208,7 @@ def _bench_importance(args: argparse.Namespace) -> int:
     }
 
     def check(sweep, scenario, train_cfg, selection, pruning):
-        check_importance_options(scenario, train_cfg, sweep, pruning)
+        check_importance_options(scenario, train_cfg, sweep, pruning, selection)
 
     return _run_scenario(args, classes, check, run_importance)
 
@@ -252,7 +252,8 @@ def _bench(args: argparse.Namespace) -> int:
     }
 
     def check(sweep, scenario, train_cfg, selection):
-        check_options(scenario, train_cfg, sweep.methods, (*sweep.budgets, *sweep.uniform_budgets))
+        budgets = (*sweep.budgets, *sweep.uniform_budgets)
+        check_options(scenario, train_cfg, sweep.methods, budgets, selection)
 
     return _run_scenario(args, classes, check, run_noisy_fmnist)
 
@@ -291,7 +292,9 @@ def _train(args: argparse.Namespace) -> int:
         "selection": config_from_args(SelectionConfig, args),
     }
     parse_method(args.method)
-    check_options(configs["scenario"], configs["train_cfg"], (args.method,))
+    check_options(
+        configs["scenario"], configs["train_cfg"], (args.method,), selection=configs["selection"]
+    )
     additive = ("steps",) if configs["train_cfg"].schedule == "constant" else ()
     with open_run(args, "train", {"method": args.method, **configs}, additive) as out:
         result = train_single(out, method=args.method, **configs)

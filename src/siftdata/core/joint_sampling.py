@@ -72,13 +72,15 @@ def _check_finite(values: Tensor, what: str) -> None:
 def _keys(gain: Tensor, chosen: Tensor, scale: float | Tensor, generator) -> Tensor:
     """Gumbel keys ``gain·scale + G``, centred on the open candidates' maximum for precision.
 
-    The chosen candidates are set to −∞ *after* the noise is added, and NaN gains count as −∞,
-    so a chosen candidate can never be drawn again, whatever the values (a NaN or inf in ``S``
-    cannot turn into duplicates; ``check_values`` reports it).
+    The chosen candidates are set to −∞ *after* the noise is added, and NaN or ±inf gains count
+    as −∞ (the lowest priority, below every finite gain), so a chosen candidate can never be
+    drawn again, whatever the values (a NaN or inf in ``S``, from NaN embeddings say, cannot
+    turn into duplicates or be preferred; ``check_values`` reports it).
     """
     neg_gumbel = torch.rand(gain.shape, generator=generator, device=gain.device, dtype=gain.dtype)
     neg_gumbel.log_().neg_().log_()  # log(−log U) = −G
-    logits = torch.nan_to_num(gain * scale, nan=float("-inf"))
+    logits = gain * scale
+    logits = logits.masked_fill(~torch.isfinite(logits), float("-inf"))
     top = logits.masked_fill(chosen, float("-inf")).max()
     keys = (logits - torch.where(torch.isfinite(top), top, 0.0)).sub_(neg_gumbel)
     keys.clamp_(min=torch.finfo(keys.dtype).min)  # an open candidate always beats a chosen one

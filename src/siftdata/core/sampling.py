@@ -26,12 +26,28 @@ from .._validation import (
 )
 
 __all__ = [
+    "sanitise_scores",
     "top_k",
     "gumbel_top_k",
     "gumbel_top_k_with_threshold",
     "sample_with_replacement",
     "uniform_without_replacement",
 ]
+
+
+def sanitise_scores(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """NaN and ±inf scores set below the lowest finite score of the batch (to 0 if none is finite),
+    and how many there were (a 0-d tensor): on the device, with no host sync.
+
+    A non-finite score is never preferred over a finite one (``torch.topk`` alone puts NaN
+    first); a sampler ∝ scores gives the negative value no weight (see
+    :class:`~siftdata.online.importance.ImportanceSampler`).
+    """
+    finite = torch.isfinite(scores)
+    lowest = torch.where(finite, scores, torch.inf).amin()
+    below = lowest - torch.clamp(lowest.abs(), min=1.0)  # strictly lower, even for huge scores
+    floor = torch.where(torch.isfinite(lowest), below, torch.zeros_like(lowest))
+    return torch.where(finite, scores, floor), (~finite).sum()
 
 
 def _check_scores(scores: Tensor, k: int, check_values: bool) -> None:
@@ -68,6 +84,14 @@ def _check_temperature(temperature: float | Tensor, scores: Tensor, check_values
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
 
+def _usable(temperature: Tensor) -> Tensor:
+    """A 0-d τ that is ≤ 0 or not finite becomes the smallest positive float (the top-k limit) on
+    the device, without a sync: a negative τ would invert the ranking and pick the lowest scores."""
+    tiny = torch.finfo(temperature.dtype).tiny
+    good = torch.isfinite(temperature) & (temperature > 0)
+    return torch.where(good, temperature, torch.full_like(temperature, tiny))
+
+
 def top_k(scores: Tensor, k: int, *, check_values: bool = False) -> Tensor:
     r"""Indices of the ``k`` largest scores, largest first.
 
@@ -90,7 +114,7 @@ def top_k(scores: Tensor, k: int, *, check_values: bool = False) -> Tensor:
         ``(k,)`` int64 indices on the scores' device.
     """
     _check_scores(scores, k, check_values)
-    return torch.topk(scores, k, sorted=True).indices
+    return torch.topk(sanitise_scores(scores)[0], k, sorted=True).indices
 
 
 def gumbel_top_k(
@@ -174,9 +198,10 @@ def _gumbel_keys(scores, k, temperature, generator, check_values) -> Tensor:
     dtype = torch.promote_types(scores.dtype, torch.float32)
     neg_gumbel = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=dtype)
     neg_gumbel.log_().neg_().log_()  # log(−log U) = −G
-    centred = scores.to(dtype) - scores.max().to(dtype)
+    clean = sanitise_scores(scores)[0].to(dtype)
+    centred = clean - clean.max()
     if isinstance(temperature, Tensor):  # (s − max s) − τ·log(−log U) in one fused operation
-        keys = torch.addcmul(centred, temperature.to(dtype), neg_gumbel, value=-1.0)
+        keys = torch.addcmul(centred, _usable(temperature.to(dtype)), neg_gumbel, value=-1.0)
     else:
         keys = centred.add_(neg_gumbel, alpha=-float(temperature))
     return keys

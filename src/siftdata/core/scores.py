@@ -165,12 +165,12 @@ def grad_norm_bound(
     _check_logits(logits, labels, check_values)
     eps = check_fraction(label_smoothing, "label_smoothing", high_open=True)
     probs = torch.softmax(logits, dim=1)
-    if eps:
-        probs = probs - eps / logits.shape[1]
-    # p − t by subtracting 1 − ε at each label (F.one_hot would check the label range: a host sync)
-    residual = probs.scatter_add(
-        1, labels.unsqueeze(1), probs.new_full((labels.shape[0], 1), eps - 1.0)
-    )
+    at_label = labels.unsqueeze(1)
+    # 1 − p_y summed from the other classes: p_y − 1 itself loses its digits when p_y ≈ 1
+    others = probs.scatter(1, at_label, 0.0)
+    one_minus_py = others.sum(dim=1, keepdim=True)
+    smoothing = eps / logits.shape[1]
+    residual = (others - smoothing).scatter(1, at_label, eps - smoothing - one_minus_py)
     return torch.linalg.vector_norm(residual, dim=1)
 
 

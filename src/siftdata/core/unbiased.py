@@ -38,10 +38,15 @@ __all__ = [
 
 
 def _normalised(scores: Tensor, check_values: bool) -> Tensor:
+    """``scores / Σ scores``, on the device with no sync: a non-finite score counts as 0, and an
+    all-zero pool is uniform (so τ and the weights never become NaN)."""
     check_vector(scores, "scores")
     if check_values:
         check_sampling_weights(scores, "scores")
-    return scores / scores.sum()
+    clean = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
+    total = clean.sum()
+    uniform = torch.full_like(clean, 1.0 / max(clean.shape[0], 1))
+    return torch.where(total > 0, clean / torch.where(total > 0, total, 1.0), uniform)
 
 
 def importance_weights(scores: Tensor, indices: Tensor, *, check_values: bool = False) -> Tensor:

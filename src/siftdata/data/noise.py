@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._validation import check_fraction, check_int_range
+from .._validation import check_fraction, check_int_range, check_seed
 
 __all__ = ["NoisyLabels", "FMNIST_CONFUSABLE", "symmetric_noise", "asymmetric_noise"]
 
@@ -75,7 +75,7 @@ def symmetric_noise(labels: Tensor, rate: float, *, num_classes: int, seed: int)
     """
     clean = _check_labels(labels, num_classes)
     rate = check_fraction(rate, "rate", high_open=True)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     n = clean.numel()
     k = round(rate * n)
     chosen = torch.randperm(n, generator=generator)[:k].to(clean.device)
@@ -140,7 +140,7 @@ def asymmetric_noise(
     clean = _check_labels(labels, num_classes)
     rate = check_fraction(rate, "rate", high_open=True)
     targets = _mapping_tensor(FMNIST_CONFUSABLE if mapping is None else mapping, num_classes)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     noisy = clean.clone()
     clean_cpu = clean.cpu()
     for c in range(num_classes):

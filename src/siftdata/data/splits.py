@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_int_range
+from .._validation import check_int_range, check_seed
 
 __all__ = ["pool_holdout_split"]
 
@@ -30,7 +30,7 @@ def pool_holdout_split(n: int, *, holdout_size: int, seed: int) -> tuple[Tensor,
     """
     check_int_range(n, "n", low=2)
     check_int_range(holdout_size, "holdout_size", low=1, high=n - 1)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     perm = torch.randperm(n, generator=generator)
     holdout = perm[:holdout_size].sort().values
     pool = perm[holdout_size:].sort().values

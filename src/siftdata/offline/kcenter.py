@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_int_range
+from .._validation import check_finite, check_int_range, check_seed
 
 __all__ = ["k_center_greedy", "nearest_center_distances"]
 
@@ -104,7 +104,7 @@ def k_center_greedy(
     sq_norms = embeddings.square().sum(dim=1)
     picks = torch.empty(k, dtype=torch.long, device=embeddings.device)
     if initial.numel() == 0:
-        g = torch.Generator().manual_seed(int(seed))
+        g = torch.Generator().manual_seed(check_seed(seed))
         pick = torch.randint(n, (1,), generator=g).to(embeddings.device)
     else:
         pick = nearest.argmax().view(1)

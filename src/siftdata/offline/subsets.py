@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_int_range
+from .._validation import check_finite, check_int_range, check_seed
 
 __all__ = ["POLICIES", "subset_size", "select_subset"]
 
@@ -130,7 +130,7 @@ def select_subset(
         raise ValueError(f"drop_hardest must be in [0, 1), got {drop_hardest}")
     n_keep = subset_size(scores.numel(), keep=keep, budget=budget)
     scores = scores.detach().cpu()
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_seed(seed))
     if labels is None:
         kept = _one_group(scores, n_keep, policy, bins, drop_hardest, g)
         return torch.sort(kept).values

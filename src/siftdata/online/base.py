@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._seeding import derive_seed
-from .._validation import canonical_device
+from .._validation import canonical_device, check_seed
 
 __all__ = ["Selection", "Selector", "JointSelector", "PairwiseScores", "GeneratorOwner"]
 
@@ -119,7 +119,7 @@ class GeneratorOwner:
 
     def __init__(self, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.device = canonical_device(device)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_int_range, check_sampling_weights, check_vector
-from ..core.sampling import sample_with_replacement
+from ..core.sampling import sample_with_replacement, sanitise_scores
 from ..core.unbiased import importance_weights, variance_reduction_tau
 from .base import GeneratorOwner, Selection
 
@@ -73,8 +73,10 @@ class ImportanceSampler(GeneratorOwner):
         self.check_values = check_values
 
     def probabilities(self, scores: Tensor) -> Tensor:
-        """The sampling weights ``scores + c`` (all ones where they sum to zero; no host sync)."""
-        weights = scores + self.smoothing if self.smoothing else scores
+        """The sampling weights ``max(scores, 0) + c`` (all ones where they sum to zero; no host
+        sync): a negative score, such as a sanitised NaN, is never drawn."""
+        weights = scores.clamp_min(0.0)
+        weights = weights + self.smoothing if self.smoothing else weights
         return torch.where(weights.sum() > 0, weights, torch.ones_like(weights))
 
     def select(self, scores: Tensor, k: int) -> Selection:
@@ -82,7 +84,7 @@ class ImportanceSampler(GeneratorOwner):
         check_int_range(k, "k", low=1)  # with replacement, k may exceed B
         if self.check_values:
             check_sampling_weights(scores, "importance scores")
-        weights = self.probabilities(scores)
+        weights = self.probabilities(sanitise_scores(scores)[0])
         indices = sample_with_replacement(weights, k, generator=self.generator)
         loss_weights = importance_weights(weights, indices)
         stats = {"tau_batch": variance_reduction_tau(weights), "weight_max": loss_weights.max()}

@@ -35,6 +35,7 @@ from .._ids import is_integer_tensor
 from .._seeding import derive_seed
 from .._validation import canonical_device, check_fraction, check_int_range
 from ..scoring.loss_memory import LossMemory
+from .infobatch_plan import full_stats, plan_pruned
 
 __all__ = ["InfoBatchSampler", "InfoBatchSource"]
 
@@ -60,67 +61,6 @@ def _check_indices(indices: Tensor, name: str) -> Tensor:
         )
         raise ValueError(f"{name} must be a 1-D integer tensor, got {got}")
     return indices
-
-
-def _full_stats() -> dict[str, float]:
-    nan = math.nan
-    return {
-        "num_dropped": 0,
-        "kept_low_weight": 1.0,
-        "mean_loss": nan,
-        "low_threshold": nan,
-        "unseen_in_low": 0,
-        "dropped_at_or_above_mean": nan,
-    }
-
-
-def _plan_pruned(
-    table: Tensor, *, num_low: int, num_dropped: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor, dict[str, float]]:
-    """One pruned epoch: drop ``D`` of the ``M`` lowest losses at random, weight the rest of them.
-
-    Parameters
-    ----------
-    table : Tensor
-        ``(N,)`` CPU losses at the epoch's start, ``+inf`` for examples never seen (ranked last;
-        ties go to the lower position, NaN ranks after everything).
-    num_low, num_dropped : int
-        ``M`` and ``D``, with ``0 ≤ D < M ≤ N``.
-    generator : torch.Generator
-        The epoch's own CPU generator: the drop set, then the order.
-
-    Returns
-    -------
-    order : Tensor
-        The ``N − D`` kept positions in random order.
-    weights : Tensor
-        ``(N,)``: ``M / (M − D)`` for the kept members of ``W``, 0 for the dropped, 1 otherwise.
-    stats : dict
-        ``mean_loss`` (of the finite losses), ``low_threshold`` (the largest loss in ``W``),
-        ``unseen_in_low`` and ``dropped_at_or_above_mean`` (the share of dropped examples whose
-        loss is not below the mean; 0 for the usual right-skewed losses).
-    """
-    low = torch.sort(table, stable=True).indices[:num_low]
-    dropped = low[torch.randperm(num_low, generator=generator)[:num_dropped]]
-    weight = num_low / (num_low - num_dropped)
-    weights = torch.ones(table.shape[0])
-    weights[low] = weight
-    weights[dropped] = 0.0
-    kept = torch.nonzero(weights).flatten()
-    order = kept[torch.randperm(kept.numel(), generator=generator)]
-    finite = table[torch.isfinite(table)]
-    mean = float(finite.mean()) if finite.numel() else math.nan
-    stats = {
-        "num_dropped": num_dropped,
-        "kept_low_weight": weight,
-        "mean_loss": mean,
-        "low_threshold": float(table[low[-1]]),
-        "unseen_in_low": int((~torch.isfinite(table[low])).sum()),
-        "dropped_at_or_above_mean": float((table[dropped] >= mean).double().mean())
-        if finite.numel()
-        else math.nan,
-    }
-    return order, weights, stats
 
 
 class _EpochPruning:
@@ -160,6 +100,7 @@ class _EpochPruning:
         self.min_length = min(self.epoch_lengths())  # epochs beyond E are full
         self.memory = LossMemory(self.n, initial=0.0, device=self.device)
         self._token = 0  # changes with every new plan: a sampler iterator of an old plan stops
+        self._serving = 0  # live iterators (the Sampler adapter)
         self._start(0)
 
     def _refresh(self) -> None:
@@ -182,18 +123,19 @@ class _EpochPruning:
     def _start(self, epoch: int) -> None:
         """Make ``epoch`` current with a fresh plan from the losses now; the cursor goes to 0."""
         check_int_range(epoch, "epoch", low=0)
+        self.memory.check_missing()  # losses fed back for unknown indices since the last epoch
         generator = torch.Generator().manual_seed(
             derive_seed(self.seed, f"infobatch-epoch-{epoch}")
         )
         if self.epoch_length(epoch) < self.n:
             mem = self.memory
             table = mem.losses.masked_fill(~mem.seen, math.inf).cpu()  # the epoch's one host copy
-            order, weights, stats = _plan_pruned(
+            order, weights, stats = plan_pruned(
                 table, num_low=self.num_low, num_dropped=self.num_dropped, generator=generator
             )
         else:
             order, weights = torch.randperm(self.n, generator=generator), torch.ones(self.n)
-            stats = _full_stats()
+            stats = full_stats()
         self._install(epoch, 0, order, weights, stats)
 
     def _install(self, epoch, cursor, order, weights, stats) -> None:
@@ -233,6 +175,7 @@ class _EpochPruning:
         """Epoch, cursor, the epoch's plan (order, weights), the loss table and seen mask."""
         return {
             "num_examples": self.n,
+            "seed": self.seed,
             "epoch": self.epoch,
             "cursor": self.cursor,
             "order": self._order_cpu.clone(),
@@ -246,6 +189,12 @@ class _EpochPruning:
         if int(state["num_examples"]) != self.n:
             raise ValueError(
                 f"the saved state is over {state['num_examples']} examples, this one has {self.n}"
+            )
+        if state.get("seed", self.seed) != self.seed:  # states saved before the seed was kept pass
+            raise ValueError(
+                f"the saved state was planned with seed {state['seed']}, this one has seed "
+                f"{self.seed}: its epochs would continue with other drop sets; build it with "
+                f"seed={state['seed']}"
             )
         epoch, cursor = int(state["epoch"]), int(state["cursor"])
         length = self.epoch_length(epoch)
@@ -311,7 +260,17 @@ class InfoBatchSampler(_EpochPruning, Sampler[int]):
         self._order: list[int] = self._order_cpu.tolist()
 
     def set_epoch(self, epoch: int) -> None:
-        """Make ``epoch`` current: plan it from the losses now and serve it from its start."""
+        """Make ``epoch`` current: plan it from the losses now and serve it from its start.
+
+        Raises ``RuntimeError`` while an iterator is part-way through the current epoch: the
+        rest of that epoch would be dropped without a word (call it between epochs).
+        """
+        if self._serving and 0 < self.cursor < self.length:
+            raise RuntimeError(
+                f"set_epoch({epoch}) was called while epoch {self.epoch} is being iterated "
+                f"({self.cursor} of {self.length} indices served); call it before iterating an "
+                "epoch (or after finishing one), as with DistributedSampler"
+            )
         self._start(epoch)
 
     def __iter__(self) -> Iterator[int]:
@@ -321,9 +280,13 @@ class InfoBatchSampler(_EpochPruning, Sampler[int]):
 
     def _serve(self, token: int) -> Iterator[int]:
         order = self._order
-        while self._token == token and self.cursor < self.length:
-            self.cursor += 1
-            yield order[self.cursor - 1]
+        self._serving += 1
+        try:
+            while self._token == token and self.cursor < self.length:
+                self.cursor += 1
+                yield order[self.cursor - 1]
+        finally:  # also when an unfinished iterator is closed or collected
+            self._serving -= 1
 
     def __len__(self) -> int:
         return self.epoch_length(self.epoch + 1) if self.cursor >= self.length else self.length

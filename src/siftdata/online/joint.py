@@ -8,6 +8,7 @@ import torch
 
 from .._validation import check_bool, check_int_range, check_positive
 from ..core.joint_sampling import FIRST_CHUNK_RULES, GAIN_NORMALISATIONS, joint_sample
+from ..core.sampling import sanitise_scores
 from .base import GeneratorOwner, Selection
 
 __all__ = ["JointSampler", "DEFAULT_CHUNKS"]
@@ -72,9 +73,11 @@ class JointSampler(GeneratorOwner):
             check_values=self.check_values,
             diagonal=diagonal,
         )
+        clean, nonfinite = sanitise_scores(diagonal)  # NaN/inf embeddings give NaN/inf S_ii
         stats = {
-            "selected_score_mean": diagonal.index_select(0, indices).mean(),
-            "score_mean": diagonal.mean(),
+            "selected_score_mean": clean.index_select(0, indices).mean(),
+            "score_mean": clean.mean(),
+            "nonfinite_scores": nonfinite,
         }
         return Selection(indices=indices, stats=stats)
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .._config import check_float_field
 from .._validation import check_finite, check_k, check_vector
+from ..core.sampling import sanitise_scores
 from .base import GeneratorOwner, Selection
 from .sampled import draw_without_replacement
 
@@ -67,6 +68,7 @@ class RankSelector(GeneratorOwner):
         check_k(k, scores.shape[0])
         if self.check_values:
             check_finite(scores, "scores")
+        scores = sanitise_scores(scores)[0]  # NaN would sort as the highest rank
         indices, weights = draw_without_replacement(
             self.rank_log_weights(scores), k, generator=self.generator, unbiased=self.unbiased
         )

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_k, check_positive, check_vector
-from ..core.sampling import gumbel_top_k, gumbel_top_k_with_threshold
+from ..core.sampling import gumbel_top_k, gumbel_top_k_with_threshold, sanitise_scores
 from ..core.unbiased import without_replacement_weights
 from .base import GeneratorOwner, Selection
 
@@ -86,6 +86,7 @@ class SoftmaxSampler(GeneratorOwner):
             self.check_values
         ):  # scores first: a τ derived from bad scores is bad for the same reason
             check_finite(scores, "scores")
+        scores = sanitise_scores(scores)[0]  # a NaN would make the std-scaled τ NaN
         tau = self.temperature_for(scores)
         indices, weights = draw_without_replacement(
             scores, k, temperature=tau, generator=self.generator, unbiased=self.unbiased

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_int_range, check_k, check_positive, check_vector
+from ..core.sampling import sanitise_scores
 from .base import GeneratorOwner, Selection
 from .sampled import draw_without_replacement
 
@@ -78,6 +79,7 @@ class SelectiveBackpropSelector(GeneratorOwner):
         check_k(k, scores.shape[0])
         if self.check_values:
             check_finite(scores, "scores")
+        scores = sanitise_scores(scores)[0]  # a NaN in the history would poison every later CDF
         keep = self.keep_probability(scores)
         indices, weights = draw_without_replacement(
             keep.log(), k, generator=self.generator, unbiased=self.unbiased

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._modes import eval_mode
+from ..core.sampling import sanitise_scores
 from ..core.scores import per_example_loss
 from ..scoring.scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
 from .base import JointSelector, PairwiseScores, Selection, Selector
@@ -132,11 +133,14 @@ def choose(
 ) -> Selection:
     """``selector.select(scores, k)``, with the per-example score means added to its stats.
 
-    Per-example scores (a tensor) go to a :class:`Selector`; :class:`PairwiseScores` to a
-    :class:`JointSelector`, whose selection is returned as it is.
+    Per-example scores (a tensor) go to a :class:`Selector`, NaN and ±inf ones first set to the
+    batch's lowest score and counted (stat ``nonfinite_scores``; the training loop warns at its
+    next evaluation); :class:`PairwiseScores` to a :class:`JointSelector`, whose selection is
+    returned as it is.
     """
-    selection = selector.select(scores, k)
     if not isinstance(scores, Tensor):
-        return selection
-    stats = {**selection.stats, **selection.score_stats(scores)}
+        return selector.select(scores, k)
+    scores, nonfinite = sanitise_scores(scores)
+    selection = selector.select(scores, k)
+    stats = {**selection.stats, **selection.score_stats(scores), "nonfinite_scores": nonfinite}
     return Selection(indices=selection.indices, weights=selection.weights, stats=stats)

@@ -156,9 +156,15 @@ class ReferenceEmbeddings:
         """Raise ``ValueError`` unless every id has cached embeddings (one host sync)."""
         self.table.check_ids(ids)
 
+    def check_missing(self) -> None:
+        """Raise ``ValueError`` if a lookup since the last check met an unknown id (one sync)."""
+        self.table.check_missing()
+
     def lookup(self, ids: Tensor, *, check_values: bool = False) -> PairEmbeddings:
         """The cached embeddings of ``ids`` (``(B,)``), with the reference's scale and bias; no
-        host sync unless ``check_values`` (check a dataset's ids once with :meth:`check_ids`)."""
+        host sync unless ``check_values`` (check a dataset's ids once with :meth:`check_ids`).
+        An unknown id gets NaN embeddings (the joint sampler ranks it last) and is counted for
+        :meth:`check_missing`."""
         rows = self.table.lookup(ids, check_values=check_values)
         d = self.width
         image, text = rows[:, :d].contiguous(), rows[:, d:].contiguous()

@@ -23,7 +23,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._modes import eval_mode
-from .._validation import check_int_range, check_positive, check_same_length
+from .._validation import (
+    check_class_labels,
+    check_int_range,
+    check_positive,
+    check_same_length,
+)
 from ..ledger import ComputeLedger
 from ..store import ScoreTable, load_scores, save_scores
 
@@ -185,6 +190,7 @@ class _Options:
     patience: int
     ledger: ComputeLedger | None
     progress: bool
+    check_chance: bool = True
 
     def __post_init__(self) -> None:
         check_int_range(self.epochs, "epochs", low=1)
@@ -210,6 +216,7 @@ def train_reference_model(
     seed: int = 0,
     ledger: ComputeLedger | None = None,
     progress: bool = True,
+    check_chance: bool = True,
 ) -> ReferenceResult:
     """Train a reference ("irreducible loss") model with AdamW and early stopping.
 
@@ -242,6 +249,10 @@ def train_reference_model(
         If given, training steps and validation forwards are charged to phase ``"reference_train"``.
     progress : bool, default True
         Show a tqdm bar over epochs.
+    check_chance : bool, default True
+        Refuse (``ValueError``) a reference whose best validation loss is not below ``ln C``,
+        the loss of a uniform guess over the model's ``C`` outputs: it learnt nothing (or
+        diverged to a finite loss), and its losses would rank the pool by noise.
 
     Returns
     -------
@@ -250,7 +261,7 @@ def train_reference_model(
     _check_data(inputs, labels, "inputs", "labels")
     _check_data(val_inputs, val_labels, "val_inputs", "val_labels")
     check_int_range(seed, "seed", low=0)
-    opts = _Options(epochs, lr, weight_decay, batch_size, patience, ledger, progress)
+    opts = _Options(epochs, lr, weight_decay, batch_size, patience, ledger, progress, check_chance)
     return _train_seeded(model, (inputs, labels, val_inputs, val_labels), opts, seed)
 
 
@@ -275,6 +286,7 @@ def _fit(
 ) -> ReferenceResult:
     """The epoch loop: train, validate, keep the best weights, stop after ``patience`` bad epochs."""
     inputs, labels, val_x, val_y = data
+    num_classes = _check_labels(model, data)
     best = {"loss": math.inf, "epoch": 0, "state": None}
     history: list[dict] = []
     bar = tqdm(range(1, opts.epochs + 1), desc="reference", disable=not opts.progress, leave=False)
@@ -304,9 +316,34 @@ def _fit(
             f"({history[-1]['val_loss']} after epoch {history[-1]['epoch']}); lower the learning "
             "rate or check the data for NaN/inf"
         )
+    if opts.check_chance:
+        _check_beats_chance(best, num_classes)
     model.load_state_dict(best["state"])
     model.eval()
     return ReferenceResult(model, float(best["loss"]), int(best["epoch"]), len(history), history)
+
+
+def _check_labels(model: nn.Module, data: tuple[Tensor, Tensor, Tensor, Tensor]) -> int:
+    """The model's class count (one forward of one example); every label must lie below it."""
+    inputs, labels, val_x, val_y = data
+    with eval_mode(model), torch.no_grad():
+        num_classes = int(model(inputs[:1].to(_device(model))).shape[-1])
+    check_class_labels(labels, num_classes, "the reference's training labels")
+    check_class_labels(val_y, num_classes, "the reference's validation labels")
+    return num_classes
+
+
+def _check_beats_chance(best: dict, num_classes: int) -> None:
+    """A finite but absurd validation loss (at or above ``ln C``, a uniform guess's) means the
+    reference learnt nothing: its losses would rank the pool by noise, so refuse them."""
+    chance = math.log(num_classes) if num_classes > 1 else math.inf
+    if best["loss"] >= chance:
+        raise ValueError(
+            f"the reference model never beat chance: its best validation loss "
+            f"{best['loss']:.4g} (epoch {best['epoch']}) is at or above ln({num_classes}) = "
+            f"{chance:.4g}, the loss of a uniform guess; its losses would rank the pool by noise. "
+            "Lower the learning rate, train longer, or check the holdout's labels"
+        )
 
 
 def save_reference_losses(

@@ -43,6 +43,7 @@ def two_halves_losses(
     temperature: float = 1.0,
     ledger: ComputeLedger | None = None,
     progress: bool = True,
+    check_chance: bool = True,
 ) -> Tensor:
     """Reference losses without a holdout: each half of the data is scored by a model trained on the other.
 
@@ -61,7 +62,7 @@ def two_halves_losses(
     seed : int, default 0
         Seeds the split; each model's shuffling and initial randomness get their own seed
         derived from it (:func:`siftdata._seeding.derive_seed`), unrelated to the split's.
-    epochs, lr, weight_decay, batch_size, patience, ledger, progress
+    epochs, lr, weight_decay, batch_size, patience, ledger, progress, check_chance
         As in :func:`train_reference_model`.
     eval_batch_size : int, default 1024
         Batch size for scoring the other half.
@@ -80,7 +81,7 @@ def two_halves_losses(
     check_fraction(val_fraction, "val_fraction", low_open=True, high_open=True)
     check_int_range(seed, "seed", low=0)
     check_int_range(eval_batch_size, "eval_batch_size", low=1)
-    opts = _Options(epochs, lr, weight_decay, batch_size, patience, ledger, progress)
+    opts = _Options(epochs, lr, weight_decay, batch_size, patience, ledger, progress, check_chance)
     out: Tensor | None = None
     for i, (train_idx, val_idx, score_idx) in enumerate(
         _split_halves(inputs.shape[0], val_fraction, derive_seed(seed, "two-halves-split"))

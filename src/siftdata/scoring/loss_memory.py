@@ -44,39 +44,56 @@ class LossMemory:
         self.index = IdIndex(ids).to(device)
         if len(self.index) < 1:
             raise ValueError("a LossMemory needs at least one example id")
-        self.losses = torch.full((len(self.index),), float(initial), device=device)
-        self.seen = torch.zeros(len(self.index), dtype=torch.bool, device=device)
+        # one spare row at the end takes the writes of unknown ids, so they never touch a known one
+        self._losses = torch.full((len(self.index) + 1,), float(initial), device=device)
+        self._seen = torch.zeros(len(self.index) + 1, dtype=torch.bool, device=device)
 
     def __len__(self) -> int:
-        return int(self.losses.shape[0])
+        return len(self.index)
+
+    @property
+    def losses(self) -> Tensor:
+        """The remembered loss of each row (a view; row ``i`` belongs to ``index.ids[i]``)."""
+        return self._losses[:-1]
+
+    @property
+    def seen(self) -> Tensor:
+        """Whether each row was updated at least once (a view)."""
+        return self._seen[:-1]
 
     @property
     def device(self) -> torch.device:
-        return self.losses.device
+        return self._losses.device
 
     def to(self, device: torch.device | str) -> LossMemory:
         """Move the memory to ``device`` in place; returns ``self``."""
         self.index = self.index.to(device)
-        self.losses, self.seen = self.losses.to(device), self.seen.to(device)
+        self._losses, self._seen = self._losses.to(device), self._seen.to(device)
         return self
 
-    def _rows(self, ids: Tensor, check_values: bool) -> Tensor:
+    def _locate(self, ids: Tensor, check_values: bool) -> tuple[Tensor, Tensor]:
         ids = torch.as_tensor(ids)
         if ids.dim() != 1:
             raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-        return self.index.rows(ids, check_values=check_values)
+        return self.index.locate(ids, check_values=check_values)
 
     def lookup(self, ids: Tensor, *, check_values: bool = False) -> Tensor:
-        """The remembered losses of ``ids`` (``initial`` for examples never updated)."""
-        return self.losses.index_select(0, self._rows(ids, check_values))
+        """The remembered losses of ``ids`` (``initial`` for examples never updated).
+
+        No host sync unless ``check_values``: an unknown id gets NaN and is counted, and
+        :meth:`check_missing` (or :meth:`state_dict`) raises for it.
+        """
+        rows, known = self._locate(ids, check_values)
+        return self.losses.index_select(0, rows).masked_fill(~known, float("nan"))
 
     def update(self, ids: Tensor, losses: Tensor, *, check_values: bool = False) -> None:
         """Remember ``losses`` (detached) for ``ids``; a repeated id keeps one of its losses.
 
         Shapes are always checked. With ``check_values`` unknown ids and NaN/inf losses raise
         ``ValueError`` (host syncs); a non-finite loss would otherwise poison later selections.
+        Without it an unknown id's loss is dropped and counted (see :meth:`check_missing`).
         """
-        rows = self._rows(ids, check_values)
+        rows, known = self._locate(ids, check_values)
         losses = losses.detach()
         if losses.shape != rows.shape:
             raise ValueError(
@@ -85,14 +102,21 @@ class LossMemory:
             )
         if check_values and not bool(torch.isfinite(losses.sum())):
             raise ValueError("losses has non-finite values (NaN or inf); the learner diverged?")
-        self.losses.index_copy_(0, rows, losses.to(self.losses.dtype))
-        self.seen.index_fill_(0, rows, True)
+        rows = torch.where(known, rows, len(self))  # unknown ids write the spare row
+        self._losses.index_copy_(0, rows, losses.to(self._losses.dtype))
+        self._seen.index_fill_(0, rows, True)
+
+    def check_missing(self) -> None:
+        """Raise ``ValueError`` if a lookup or update since the last check met an unknown id."""
+        self.index.check_missing()
 
     def seen_fraction(self) -> Tensor:
         """Share of examples updated at least once (0-d tensor, no host sync)."""
         return self.seen.float().mean()
 
     def state_dict(self) -> dict[str, Any]:
+        """Losses and seen mask; raises first if unknown ids were met (see :meth:`check_missing`)."""
+        self.check_missing()
         return {"losses": self.losses.clone(), "seen": self.seen.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -101,5 +125,5 @@ class LossMemory:
             raise ValueError(
                 f"state holds {tuple(losses.shape)} losses, this memory has {len(self)} examples"
             )
-        self.losses = losses.to(self.losses.device).clone()
-        self.seen = seen.to(self.seen.device).clone()
+        self._losses[:-1] = losses.to(self.device)
+        self._seen[:-1] = seen.to(self.device)

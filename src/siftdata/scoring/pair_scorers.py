@@ -78,7 +78,14 @@ class PairScorer:
         if self.reference is not None:
             self.reference.check_ids(ids)
 
+    def check_missing(self) -> None:
+        """Raise ``ValueError`` if ids without cached embeddings were looked up (one sync)."""
+        method = getattr(self.reference, "check_missing", None)
+        if callable(method):
+            method()
+
     def state_dict(self) -> dict[str, Any]:
+        self.check_missing()
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

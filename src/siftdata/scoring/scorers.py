@@ -34,6 +34,7 @@ __all__ = [
     "ScoringBatch",
     "Scorer",
     "needs_forward",
+    "check_missing",
     "LearnerLoss",
     "RememberedLoss",
     "ReferenceLoss",
@@ -95,6 +96,14 @@ class Scorer(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def check_missing(scorer: Any) -> None:
+    """Raise ``ValueError`` if ``scorer`` looked up ids its tables do not hold since the last
+    check (one host sync; scorers without tables, or without the method, pass)."""
+    method = getattr(scorer, "check_missing", None)
+    if callable(method):
+        method()
+
+
 def needs_forward(scorer: Scorer) -> bool:
     """Whether ``scorer`` needs the learner forward over the super-batch."""
     return bool(scorer.needs & FORWARD_NEEDS)
@@ -109,6 +118,9 @@ class _Stateless:
         return None
 
     def check_ids(self, ids: Tensor) -> None:
+        return None
+
+    def check_missing(self) -> None:
         return None
 
     def state_dict(self) -> dict[str, Any]:
@@ -169,6 +181,9 @@ class RememberedLoss:
     def check_ids(self, ids: Tensor) -> None:
         self.memory.index.rows(ids, check_values=True)
 
+    def check_missing(self) -> None:
+        self.memory.check_missing()
+
     def state_dict(self) -> dict[str, Any]:
         return {"memory": self.memory.state_dict()}
 
@@ -203,6 +218,13 @@ class ReferenceLoss(_Stateless):
     def check_ids(self, ids: Tensor) -> None:
         self.table.check_ids(ids)
 
+    def check_missing(self) -> None:
+        self.table.check_missing()
+
+    def state_dict(self) -> dict[str, Any]:
+        self.check_missing()
+        return {}
+
     def __repr__(self) -> str:
         """Names the table's content (a hash of ids and values), so a resumed run that swapped
         in another reference of the same size is told apart."""
@@ -230,6 +252,9 @@ class Negated:
 
     def check_ids(self, ids: Tensor) -> None:
         self.scorer.check_ids(ids)
+
+    def check_missing(self) -> None:
+        check_missing(self.scorer)
 
     def state_dict(self) -> dict[str, Any]:
         return self.scorer.state_dict()
@@ -273,6 +298,10 @@ class Learnability:
     def check_ids(self, ids: Tensor) -> None:
         self.learner.check_ids(ids)
         self.reference.check_ids(ids)
+
+    def check_missing(self) -> None:
+        check_missing(self.learner)
+        check_missing(self.reference)
 
     def state_dict(self) -> dict[str, Any]:
         return {"learner": self.learner.state_dict(), "reference": self.reference.state_dict()}

@@ -29,13 +29,14 @@ from ..core.scores import per_example_loss
 from ..ledger import ComputeLedger
 from ..online.methods import SelectionMethod
 from ..online.step import LossFn, choose, forward_for_scoring
-from ..scoring.scorers import ScoringBatch
+from ..scoring.scorers import ScoringBatch, check_missing
 from .checkpoint import (
     global_rng_state,
     save_checkpoint,
     set_global_rng_state,
 )
 from .config import ReferenceCost, TrainConfig, TrainData
+from .preflight import check_before_training
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
 from .run_state import CHECKPOINT_FORMAT, identity_file, run_identity, start_run
@@ -177,6 +178,7 @@ class _Loop:
         return outputs, losses, loss
 
     def record(self) -> dict[str, Any]:
+        check_missing(self.method.scorer)  # ids without a cached score, met since the last record
         return self.recorder.record(
             self.model, step=self.step, lr=self.base_lrs[0] * self.lr_factor()
         )
@@ -249,12 +251,6 @@ def default_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Opti
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _check_cached_ids(method: SelectionMethod, data: TrainData) -> None:
-    """Every pool id must have its cached values (reference losses, ...): checked once, here."""
-    if method.scorer is not None:
-        method.scorer.check_ids(data.ids)
-
-
 def train(
     model: nn.Module,
     method: SelectionMethod,
@@ -310,7 +306,7 @@ def train(
     """
     device = _device_of(model)
     data = data.to(device)
-    _check_cached_ids(method, data)
+    check_before_training(model, method, data, config, loss_fn)
     parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
     loop = _Loop(model, method, data, config, parts)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None

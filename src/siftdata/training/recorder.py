@@ -9,6 +9,7 @@ inf), evaluates the model and appends a record.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ class Recorder:
         self.loss_sum.zero_()
         self.window, self.stat_sums, self.stat_counts = 0, {}, {}
         self.records.append(rec)
+        _warn_nonfinite(rec)
         return rec
 
     def _mislabeled_share(self, trained: int) -> float | None:
@@ -199,6 +201,18 @@ class Recorder:
         self.window = int(state["window"])
         self.stat_sums = {k: v.to(device) for k, v in state["stat_sums"].items()}
         self.stat_counts = {k: int(v) for k, v in state["stat_counts"].items()}
+
+
+def _warn_nonfinite(rec: dict[str, Any]) -> None:
+    """Say so when scores were NaN or inf since the last record (they got the lowest priority)."""
+    per_step = rec["selection_stats"].get("nonfinite_scores", 0.0)
+    if per_step > 0:
+        warnings.warn(
+            f"{per_step:.3g} NaN or infinite scores per step on average before step "
+            f"{rec['step']}; they were given the lowest priority (check the scorer and the data)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def write_records(path: str | Path | None, records: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .._validation import check_int_range
+from .._validation import check_int_range, check_seed
 
 __all__ = ["BatchSource", "WeightedSource", "SuperBatchStream"]
 
@@ -67,7 +67,7 @@ class SuperBatchStream:
         if max_size is not None:
             check_int_range(max_size, "super-batch size", low=1, high=n)
         self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = torch.Generator().manual_seed(check_seed(seed))
         self.cursor, self.epoch = 0, 0
         self._shuffle()
 

@@ -1,0 +1,62 @@
+"""What a training run checks once, before its first step: mistakes that would otherwise cost a
+run's compute, or give a plausible but wrong answer without a word."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._batch import index_inputs
+from .._modes import eval_mode
+from .._validation import check_class_labels
+from ..core.scores import per_example_loss
+from ..online.methods import SelectionMethod
+from ..online.policies import ScoreAfter
+from ..online.step import LossFn
+from .config import TrainConfig, TrainData
+
+__all__ = ["check_before_training"]
+
+
+def check_before_training(
+    model: nn.Module,
+    method: SelectionMethod,
+    data: TrainData,
+    config: TrainConfig,
+    loss_fn: LossFn,
+) -> None:
+    """Raise ``ValueError`` for a warm-up that covers the whole run, pool ids without cached
+    scores, or class labels the model's outputs cannot hold (a few host syncs, once)."""
+    _check_policy(method, config)
+    _check_cached_ids(method, data)
+    _check_labels(model, data, loss_fn)
+
+
+def _check_labels(model: nn.Module, data: TrainData, loss_fn: LossFn) -> None:
+    """Class labels must fit the model's outputs: one forward of one example finds the class
+    count (eval mode, no grad), then one host sync checks the pool and test labels."""
+    if loss_fn is not per_example_loss or data.labels.is_floating_point() or len(data) == 0:
+        return
+    with eval_mode(model), torch.no_grad():
+        first = torch.zeros(1, dtype=torch.int64, device=data.labels.device)
+        outputs = model(index_inputs(data.inputs, first))
+    if isinstance(outputs, Tensor) and outputs.dim() == 2:
+        check_class_labels(data.labels, outputs.shape[1], "the pool's labels")
+        check_class_labels(data.test_labels, outputs.shape[1], "the test labels")
+
+
+def _check_policy(method: SelectionMethod, config: TrainConfig) -> None:
+    """A run whose uniform warm-up covers every step would never select: refuse it."""
+    warmup = getattr(method.policy, "steps", None)
+    if method.selects and isinstance(method.policy, ScoreAfter) and warmup >= config.steps:
+        raise ValueError(
+            f"uniform_steps ({warmup}) must be below steps ({config.steps}): the run would train "
+            f"uniformly throughout and never select with {method.name!r}; lower "
+            "--uniform-steps or use the uniform method"
+        )
+
+
+def _check_cached_ids(method: SelectionMethod, data: TrainData) -> None:
+    """Every pool id must have its cached values (reference losses, ...): checked once, here."""
+    if method.scorer is not None:
+        method.scorer.check_ids(data.ids)
