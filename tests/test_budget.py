@@ -144,3 +144,21 @@ def test_rows_carry_the_margin_over_uniforms_best():
     best = max(r["final"] for r in s["methods"]["uniform"])
     for row in s["methods"]["m"]:
         assert row["vs_uniform_best"] == pytest.approx(row["final"] - best)
+
+
+def test_the_uniform_warm_up_is_checked_against_the_selecting_methods_budgets_only():
+    from siftdata.bench.noisy_fmnist import NoisyFmnistConfig
+    from siftdata.bench.sweep import check_options
+    from siftdata.online import SelectionConfig
+    from siftdata.training.loop import TrainConfig
+
+    scenario, train_cfg = NoisyFmnistConfig(), TrainConfig(steps=1000, schedule="cosine")
+    methods, selection = ("uniform", "learnability"), SelectionConfig(uniform_steps=200)
+    # uniform's own 100-step budget is no reason to refuse learnability's 200-step warm-up
+    check_options(
+        scenario, train_cfg, methods, (0.5, 1.0, 0.1), selection, selecting_budgets=(0.5, 1.0)
+    )
+    with pytest.raises(ValueError, match=r"uniform_steps \(200\) must be below steps \(100"):
+        check_options(
+            scenario, train_cfg, methods, (0.1, 1.0), selection, selecting_budgets=(0.1, 1.0)
+        )

@@ -84,6 +84,21 @@ def test_a_folder_with_other_files_and_no_record_is_not_taken_over(tmp_path):
     with pytest.raises(ValueError, match="refusing to clear it"):
         claim_run_folder(folder, command="train", options=OPTIONS, overwrite=True)
     assert (folder / "thesis.tex").read_text() == "precious"
+    assert claim_run_folder(folder, command="train", options=OPTIONS, resume=True) == "resume"
+    with pytest.raises(ValueError, match=r"held files siftdata did not write \(thesis.tex\)"):
+        claim_run_folder(folder, command="train", options=OPTIONS, overwrite=True)
+    assert (folder / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("record", ['{"format": "other-tool", "status": "done"}', "{not json"])
+def test_overwrite_never_clears_a_folder_whose_run_json_siftdata_did_not_write(tmp_path, record):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / RUN_FILE).write_text(record)
+    (folder / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="refusing to clear"):
+        claim_run_folder(folder, command="train", options=OPTIONS, overwrite=True)
+    assert (folder / "thesis.tex").read_text() == "precious"
 
 
 def test_a_damaged_run_record_is_refused_naming_the_file(tmp_path):

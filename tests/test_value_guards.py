@@ -198,3 +198,31 @@ def test_seeds_that_are_not_integers_are_refused(seed):
 
 def test_numpy_integer_seeds_are_accepted():
     assert SoftmaxSampler(seed=np.int64(7)).seed == 7
+
+
+def test_importance_smoothing_never_revives_a_non_finite_score():
+    sampler = ImportanceSampler(smoothing=0.5, seed=0)
+    scores = torch.tensor([math.nan, 1.0, math.inf, 2.0])
+    drawn = sampler.select(scores, 400).indices
+    assert set(drawn.tolist()) <= {1, 3}
+
+
+def test_choose_keeps_the_selectors_own_check():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        choose(torch.tensor([1.0, math.nan, 3.0]), 2, TopKSelector(check_values=True))
+
+
+def test_a_table_built_in_inference_mode_still_counts_misses_outside_it():
+    with torch.inference_mode():
+        table = ScoreTable(torch.tensor([3, 1, 2]), torch.tensor([0.3, 0.1, 0.2]))
+        table.lookup(torch.tensor([9]))
+    table.lookup(torch.tensor([1, 8]))
+    with pytest.raises(ValueError, match="2 looked-up id"):
+        table.check_missing()
+
+
+def test_half_precision_scores_near_the_end_of_the_range_stay_finite():
+    scores = torch.tensor([-60000.0, math.nan, -50000.0], dtype=torch.float16)
+    clean, count = sanitise_scores(scores)
+    assert int(count) == 1 and bool(torch.isfinite(clean).all())
+    assert top_k(scores, 1).tolist() == [2]

@@ -45,7 +45,8 @@ class IdIndex:
             self.sorted_ids, self.order = torch.sort(self.ids)
             if n > 1 and bool((self.sorted_ids[1:] == self.sorted_ids[:-1]).any()):
                 raise ValueError("ids must be unique")
-        self.missing = torch.zeros((), dtype=torch.int64, device=self.ids.device)
+        with torch.inference_mode(False):  # counted into later, outside inference mode too
+            self.missing = torch.zeros((), dtype=torch.int64, device=self.ids.device)
         """How many looked-up ids were not in the index since the last :meth:`check_missing`."""
 
     def __len__(self) -> int:
@@ -94,7 +95,8 @@ class IdIndex:
             rows = self.order.index_select(0, pos)
         if check_values:
             _check_known(flat, known)
-        self.missing += (~known).sum()
+        with torch.inference_mode(False):
+            self.missing += (~known).sum()
         return rows, known
 
     def check_missing(self) -> None:

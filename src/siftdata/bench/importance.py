@@ -90,7 +90,7 @@ def check_importance_options(
     """Checks across option groups, before any data is loaded or reference trained."""
     named = tuple(m for m in sweep.methods if m != INFOBATCH)  # infobatch trains as uniform
     budgets = (*sweep.budgets, *sweep.uniform_budgets)
-    check_options(scenario, train_cfg, named, budgets, selection)
+    check_options(scenario, train_cfg, named, budgets, selection, selecting_budgets=sweep.budgets)
     for name in ("pool_eval_size", "probe_size"):
         if getattr(pruning, name) > scenario.pool_size:
             raise ValueError(f"{name} exceeds the pool ({scenario.pool_size})")

@@ -88,6 +88,7 @@ def check_options(
     methods: tuple[str, ...],
     budgets=(1.0,),
     selection: SelectionConfig | None = None,
+    selecting_budgets=None,
 ) -> None:
     """Checks across option groups, before any data is loaded, reference trained or run folder
     claimed (so a corrected command can use the same ``--out``)."""
@@ -98,7 +99,7 @@ def check_options(
             f"the super-batch ({big_b}) is larger than the pool ({scenario.pool_size})"
         )
     check_budgets(train_cfg, budgets)
-    shortest = min(round(b * train_cfg.steps) for b in budgets)
+    shortest = min(round(b * train_cfg.steps) for b in (selecting_budgets or budgets))
     if selecting and selection is not None and selection.uniform_steps >= shortest:
         raise ValueError(
             f"uniform_steps ({selection.uniform_steps}) must be below steps ({shortest}, the "
@@ -175,7 +176,14 @@ class NoisyFmnistScenario:
 
     def check(self) -> None:
         budgets = (*self.sweep.budgets, *self.sweep.uniform_budgets)
-        check_options(self.scenario, self.train_cfg, self.sweep.methods, budgets, self.selection)
+        check_options(
+            self.scenario,
+            self.train_cfg,
+            self.sweep.methods,
+            budgets,
+            self.selection,
+            selecting_budgets=self.sweep.budgets,
+        )
 
     def prepare(self, out: Path) -> None:
         self.data = prepare_data(self.scenario, self.train_cfg.seed)

@@ -253,7 +253,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     def check(sweep, scenario, train_cfg, selection):
         budgets = (*sweep.budgets, *sweep.uniform_budgets)
-        check_options(scenario, train_cfg, sweep.methods, budgets, selection)
+        check_options(
+            scenario, train_cfg, sweep.methods, budgets, selection, selecting_budgets=sweep.budgets
+        )
 
     return _run_scenario(args, classes, check, run_noisy_fmnist)
 

@@ -44,8 +44,11 @@ def sanitise_scores(scores: Tensor) -> tuple[Tensor, Tensor]:
     :class:`~siftdata.online.importance.ImportanceSampler`).
     """
     finite = torch.isfinite(scores)
+    if scores.numel() == 0:  # a shape, not a value: the selector's own checks name the problem
+        return scores, finite.sum()
     lowest = torch.where(finite, scores, torch.inf).amin()
     below = lowest - torch.clamp(lowest.abs(), min=1.0)  # strictly lower, even for huge scores
+    below = torch.where(torch.isfinite(below), below, lowest)  # near the dtype's end (fp16)
     floor = torch.where(torch.isfinite(lowest), below, torch.zeros_like(lowest))
     return torch.where(finite, scores, floor), (~finite).sum()
 

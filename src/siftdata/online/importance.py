@@ -85,6 +85,10 @@ class ImportanceSampler(GeneratorOwner):
         if self.check_values:
             check_sampling_weights(scores, "importance scores")
         weights = self.probabilities(sanitise_scores(scores)[0])
+        weights = weights.masked_fill(
+            ~torch.isfinite(scores), 0.0
+        )  # smoothing must not revive them
+        weights = torch.where(weights.sum() > 0, weights, torch.ones_like(weights))
         indices = sample_with_replacement(weights, k, generator=self.generator)
         loss_weights = importance_weights(weights, indices)
         stats = {"tau_batch": variance_reduction_tau(weights), "weight_max": loss_weights.max()}

@@ -24,6 +24,7 @@ Two adapters share one core: :class:`InfoBatchSampler`, a ``torch.utils.data.Sam
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ from torch.utils.data import Sampler
 
 from .._ids import is_integer_tensor
 from .._seeding import derive_seed
-from .._validation import canonical_device, check_fraction, check_int_range
+from .._validation import canonical_device, check_fraction, check_int_range, check_seed
 from ..scoring.loss_memory import LossMemory
 from .infobatch_plan import full_stats, plan_pruned
 
@@ -89,9 +90,7 @@ class _EpochPruning:
         self.prune_ratio = check_fraction(prune_ratio, "prune_ratio", low_open=True, high_open=True)
         self.delta = check_fraction(delta, "delta", low_open=True)
         self.low_share = check_fraction(low_share, "low_share", low_open=True, high_open=True)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed, self.device = seed, canonical_device(device)
+        self.seed, self.device = check_seed(seed), canonical_device(device)
         self.num_low = min(_round_half_up(self.low_share * self.n), self.n)
         # D < M: every member of W keeps a positive inclusion probability, so its weight is finite
         dropped = min(_round_half_up(self.prune_ratio * self.num_low), self.num_low - 1)
@@ -262,14 +261,18 @@ class InfoBatchSampler(_EpochPruning, Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         """Make ``epoch`` current: plan it from the losses now and serve it from its start.
 
-        Raises ``RuntimeError`` while an iterator is part-way through the current epoch: the
-        rest of that epoch would be dropped without a word (call it between epochs).
+        Warns (``RuntimeWarning``) while an iterator is part-way through the current epoch: the
+        rest of that epoch is dropped, which is what a loop that cuts epochs short means to do,
+        and a mistake otherwise (call it between epochs).
         """
         if self._serving and 0 < self.cursor < self.length:
-            raise RuntimeError(
+            warnings.warn(
                 f"set_epoch({epoch}) was called while epoch {self.epoch} is being iterated "
-                f"({self.cursor} of {self.length} indices served); call it before iterating an "
-                "epoch (or after finishing one), as with DistributedSampler"
+                f"({self.cursor} of {self.length} indices served): the rest of epoch "
+                f"{self.epoch} is dropped; call it before iterating an epoch, as with "
+                "DistributedSampler, unless epochs are cut short on purpose",
+                RuntimeWarning,
+                stacklevel=2,
             )
         self._start(epoch)
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._modes import eval_mode
+from .._validation import check_finite
 from ..core.sampling import sanitise_scores
 from ..core.scores import per_example_loss
 from ..scoring.scorers import FORWARD_NEEDS, Need, Scorer, ScoringBatch
@@ -140,6 +141,8 @@ def choose(
     """
     if not isinstance(scores, Tensor):
         return selector.select(scores, k)
+    if getattr(selector, "check_values", False):  # the selector's own check, before sanitising
+        check_finite(scores, "scores")
     scores, nonfinite = sanitise_scores(scores)
     selection = selector.select(scores, k)
     stats = {**selection.stats, **selection.score_stats(scores), "nonfinite_scores": nonfinite}

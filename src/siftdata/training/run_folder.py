@@ -120,6 +120,29 @@ def _read_run_file(path: Path) -> dict:
     return record
 
 
+def _check_clearable(folder: Path, path: Path) -> None:
+    """``--overwrite`` clears only what siftdata wrote: a record it cannot read, one another tool
+    wrote, or one of a folder adopted with ``--resume`` (its files were there before) is refused."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} could not be read ({err}), so {folder} may not be a siftdata run folder; "
+            "refusing to clear it (--overwrite): remove it yourself or use another --out"
+        ) from err
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise ValueError(
+            f"{path} is not a siftdata run record; refusing to clear {folder} (--overwrite): "
+            "use another --out"
+        )
+    if record.get("adopted"):
+        shown = ", ".join(record["adopted"][:5]) + (", ..." if len(record["adopted"]) > 5 else "")
+        raise ValueError(
+            f"{folder} held files siftdata did not write ({shown}) when it was taken over with "
+            "--resume; refusing to clear it (--overwrite): use another --out"
+        )
+
+
 def _clear(folder: Path) -> None:
     """Remove everything in a siftdata run folder but its lock files."""
     for entry in folder.iterdir():
@@ -168,12 +191,15 @@ def claim_run_folder(
             )
         how = "resume" if found else "new"
     elif overwrite:
+        _check_clearable(folder, path)
         _clear(folder)
         how = "overwrite"
     else:
         how = _check_record(folder, _read_run_file(path), command, options, resume, additive)
     record = {"format": _FORMAT, "command": command, "options": options, "status": "running"}
     record["started"] = _now()
+    if how == "resume" and not path.exists():  # a folder adopted with --resume: never cleared
+        record["adopted"] = _results_without_record(folder)
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return how
 
