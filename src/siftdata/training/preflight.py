@@ -9,7 +9,9 @@ from torch import Tensor, nn
 from .._batch import index_inputs
 from .._modes import eval_mode
 from .._validation import check_class_labels
+from ..core.pairwise import per_example_sigmoid_loss
 from ..core.scores import per_example_loss
+from ..distributed import World, even_share
 from ..online.methods import SelectionMethod
 from ..online.policies import ScoreAfter
 from ..online.step import LossFn
@@ -24,9 +26,18 @@ def check_before_training(
     data: TrainData,
     config: TrainConfig,
     loss_fn: LossFn,
+    world: World | None = None,
 ) -> None:
     """Raise ``ValueError`` for a warm-up that covers the whole run, pool ids without cached
-    scores, or class labels the model's outputs cannot hold (a few host syncs, once)."""
+    scores, class labels the model's outputs cannot hold (a few host syncs, once), or batch
+    sizes the ranks cannot share evenly."""
+    if world is not None and world.distributed:
+        _check_shares(method, config, world)
+        if loss_fn is per_example_sigmoid_loss:
+            raise ValueError(
+                "the pair loss of a rank's share would miss the other ranks' pairs (its "
+                "negatives): pass loss_fn=siftdata.distributed.global_sigmoid_loss(world)"
+            )
     _check_policy(method, config)
     _check_cached_ids(method, data)
     _check_labels(model, data, loss_fn)
@@ -43,6 +54,14 @@ def _check_labels(model: nn.Module, data: TrainData, loss_fn: LossFn) -> None:
     if isinstance(outputs, Tensor) and outputs.dim() == 2:
         check_class_labels(data.labels, outputs.shape[1], "the pool's labels")
         check_class_labels(data.test_labels, outputs.shape[1], "the test labels")
+
+
+def _check_shares(method: SelectionMethod, config: TrainConfig, world: World) -> None:
+    """Every rank trains ``b / W`` and scores ``B / W``: both must divide evenly."""
+    even_share(config.batch_size, world, "batch_size (b, the examples trained per step)")
+    if method.selects:
+        big_b = config.super_batch_size(selects=True, name=repr(method.name))
+        even_share(big_b, world, "the super-batch (B = super_batch_factor · b)")
 
 
 def _check_policy(method: SelectionMethod, config: TrainConfig) -> None:

@@ -19,18 +19,24 @@ __all__ = ["CHECKPOINT_FORMAT", "identity_file", "run_identity", "start_run"]
 CHECKPOINT_FORMAT = 1
 
 
-def run_identity(model, method, data: TrainData, config: TrainConfig, extra) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: options, data, model shapes, method."""
+def run_identity(
+    model, method, data: TrainData, config: TrainConfig, extra, world=None
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: options, data, model shapes, method, and the
+    world size when there are several ranks (each rank's share of a step depends on it)."""
     options = {k: v for k, v in asdict(config).items() if k not in WATCH_OPTIONS}
     if config.schedule == "constant":  # a constant-LR run may be extended with more steps
         options.pop("steps")
-    return {
+    identity = {
         "method": method.describe(),
         "train": options,
         "data": dataset_fingerprint(data.labels, data.inputs),
         "model": {k: list(v.shape) for k, v in model.state_dict().items()},
         **(extra or {}),
     }
+    if world is not None and world.distributed:
+        identity["world_size"] = world.size
+    return identity
 
 
 def _resume(loop, path: Path, identity: dict[str, Any]) -> int:
@@ -45,7 +51,8 @@ def _resume(loop, path: Path, identity: dict[str, Any]) -> int:
         loop.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path} could not be restored ({err}); {RESTART_HINT}") from err
-    print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
+    if loop.world.rank == 0:
+        print(f"siftdata: resuming from step {loop.step} ({path})", file=sys.stderr)
     return loop.step
 
 
@@ -74,7 +81,7 @@ def start_run(loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
     """Resume from the checkpoint, or claim the run, charge the reference and record step 0."""
     if ckpt is not None and ckpt.exists():
         return _resume(loop, ckpt, run_id)
-    if ckpt is not None:
+    if ckpt is not None and loop.world.rank == 0:
         _claim_identity(ckpt, run_id)
     if reference_cost is not None:
         loop.ledger.add(

@@ -1,0 +1,33 @@
+"""Scale-out on ``torch.distributed``: one global selection across ranks for every online family.
+
+Each rank scores its share of the global super-batch; ids, losses, outputs and embeddings are
+all-gathered as separate tensors; every rank runs the same seeded selection and trains on its
+equal share of it. See :mod:`siftdata.distributed.selection`.
+"""
+
+from .gather import all_gather_rows, gather_outputs, gather_scoring_batch
+from .pair_loss import global_sigmoid_loss
+from .selection import (
+    GlobalSelection,
+    observe_global,
+    select_batch_global,
+    select_global,
+    take_share,
+)
+from .world import World, even_share, shard, world_of
+
+__all__ = [
+    "World",
+    "world_of",
+    "even_share",
+    "shard",
+    "all_gather_rows",
+    "gather_outputs",
+    "gather_scoring_batch",
+    "GlobalSelection",
+    "select_global",
+    "select_batch_global",
+    "take_share",
+    "observe_global",
+    "global_sigmoid_loss",
+]

@@ -1,0 +1,264 @@
+"""Global selection on real processes (gloo on loopback): W ranks select what one process selects
+over the same global super-batch, for every online family; bad input fails, never hangs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from _ranks import run_ranks
+from siftdata.core.pairwise import PairEmbeddings
+from siftdata.distributed import select_batch_global, take_share, world_of
+from siftdata.online import select_batch
+from siftdata.online.greedy import TopKSelector
+from siftdata.online.importance import ImportanceSampler
+from siftdata.online.joint import JointSampler
+from siftdata.online.sampled import SoftmaxSampler
+from siftdata.scoring.pair_scorers import PairScorer
+from siftdata.scoring.scorers import GradNormBound, Learnability, LearnerLoss, ReferenceLoss
+from siftdata.store import ScoreTable
+from siftdata.training.loop import train
+
+pytestmark = pytest.mark.distributed
+
+B, K, D = 48, 12, 6
+BIG = 2**40  # ids above 2**24 must stay exact
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 16), nn.ReLU(), nn.Linear(16, 5))
+
+
+def _super_batch():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(B, D, generator=g)
+    y = torch.randint(0, 5, (B,), generator=g)
+    ids = BIG + torch.arange(B) * 3
+    return x, y, ids
+
+
+def _reference():
+    _, _, ids = _super_batch()
+    return ScoreTable(ids, torch.rand(B, generator=torch.Generator().manual_seed(2)))
+
+
+FAMILIES = {
+    "learnability-topk": lambda: (
+        Learnability(LearnerLoss(), ReferenceLoss(_reference())),
+        TopKSelector(),
+    ),
+    "softmax": lambda: (LearnerLoss(), SoftmaxSampler(temperature=0.5, seed=4, unbiased=True)),
+    "importance": lambda: (GradNormBound(), ImportanceSampler(smoothing=0.1, seed=5)),
+}
+
+
+def _select_on_ranks(rank, world_size, family):
+    scorer, selector = FAMILIES[family]()
+    x, y, ids = _super_batch()
+    share = B // world_size
+    mine = slice(rank * share, (rank + 1) * share)
+    out = []
+    for _ in range(3):  # the selectors' generators must stay in step
+        sel = select_batch_global(
+            _model(), x[mine], y[mine], ids[mine], k=K, scorer=scorer, selector=selector
+        )
+        tx, ty, tw = take_share(sel, x[mine], y[mine])
+        out.append({"ids": sel.ids, "share_ids": sel.share_ids, "x": tx, "y": ty, "w": tw})
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_two_ranks_select_what_one_process_selects(family):
+    ranks = run_ranks(_select_on_ranks, 2, family)
+    scorer, selector = FAMILIES[family]()
+    x, y, ids = _super_batch()
+    for step in range(3):
+        one = select_batch(_model(), x, y, ids, k=K, scorer=scorer, selector=selector)
+        expected = ids[one.indices]
+        for rank, steps in enumerate(ranks):
+            got = steps[step]
+            assert torch.equal(got["ids"], expected)  # exact int64 ids above 2**24
+            share = slice(rank * K // 2, (rank + 1) * K // 2)
+            assert torch.equal(got["share_ids"], expected[share])
+            assert torch.equal(got["x"], x[one.indices[share]])
+            assert torch.equal(got["y"], y[one.indices[share]])
+            if one.weights is None:
+                assert got["w"] is None
+            else:
+                torch.testing.assert_close(got["w"], one.weights[share])
+
+
+def _two_tower_outputs(ids):
+    g = torch.Generator().manual_seed(int(ids[0] % 1000))
+    image = F.normalize(torch.randn(ids.numel(), 4, generator=g), dim=1)
+    text = F.normalize(image + 0.5 * torch.randn(ids.numel(), 4, generator=g), dim=1)
+    return PairEmbeddings(image, text, torch.tensor(10.0), torch.tensor(-5.0))
+
+
+class _Lookup:
+    """Reference embeddings by id, the same on every rank."""
+
+    def lookup(self, ids):
+        return _two_tower_outputs(ids - BIG + 7)
+
+    def check_ids(self, ids):
+        return None
+
+
+class _Embedder(nn.Module):
+    """A "two-tower model" whose outputs are fixed embeddings of the batch rows' ids."""
+
+    def forward(self, ids):
+        return _two_tower_outputs(ids)
+
+
+def _jest_on_ranks(rank, world_size):
+    _, _, ids = _super_batch()
+    share = B // world_size
+    mine = ids[rank * share : (rank + 1) * share]
+    scorer = PairScorer("learnability", reference=_GlobalLookup())
+    sel = select_batch_global(
+        _GlobalEmbedder(), mine, None, mine, k=K, scorer=scorer, selector=JointSampler(chunks=3)
+    )
+    return sel.ids
+
+
+class _GlobalEmbedder(nn.Module):
+    """Embeddings of the global super-batch, each rank's rows taken by its ids' positions."""
+
+    def forward(self, ids):
+        full = _two_tower_outputs(_super_batch()[2])
+        rows = (ids - BIG) // 3
+        return PairEmbeddings(full.image[rows], full.text[rows], full.scale, full.bias)
+
+
+class _GlobalLookup:
+    def lookup(self, ids):
+        full = _two_tower_outputs(_super_batch()[2] + 1)
+        rows = (ids - BIG) // 3
+        return PairEmbeddings(full.image[rows], full.text[rows], full.scale, full.bias)
+
+    def check_ids(self, ids):
+        return None
+
+
+def test_jest_draws_jointly_over_every_ranks_pairs():
+    ranks = run_ranks(_jest_on_ranks, 2)
+    _, _, ids = _super_batch()
+    scorer = PairScorer("learnability", reference=_GlobalLookup())
+    one = select_batch(
+        _GlobalEmbedder(), ids, None, ids, k=K, scorer=scorer, selector=JointSampler(chunks=3)
+    )
+    for got in ranks:
+        assert torch.equal(got, ids[one.indices])
+
+
+def _uneven_k(rank, world_size):
+    x, y, ids = _super_batch()
+    try:
+        select_batch_global(
+            _model(), x[:8], y[:8], ids[:8], k=5, scorer=LearnerLoss(), selector=TopKSelector()
+        )
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_a_selection_the_world_size_does_not_divide_is_refused_on_every_rank():
+    for message in run_ranks(_uneven_k, 2):
+        assert "must be a multiple of the world size (2)" in message
+
+
+def test_one_process_is_a_world_of_one():
+    world = world_of()
+    assert (world.rank, world.size, world.distributed) == (0, 1, False)
+    with pytest.raises(ValueError, match="not initialised"):
+        world_of(object())
+
+
+# --- the training loop on W ranks: the same selections, the same learner --------------------
+
+LOOP_METHODS = ["learnability", "learnability+stale", "importance", "uniform"]
+
+
+def _loop_run(rank, world_size, name, steps):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from test_train import _config, _data, _method, _model
+
+    model = _model(seed=1)
+    rows: set[tuple[bool, int]] = set()  # (training forward?, rows) of every forward
+    model.register_forward_hook(
+        lambda module, args, out: rows.add((torch.is_grad_enabled(), args[0].shape[0]))
+    )
+    if world_size > 1:
+        model = DistributedDataParallel(model)
+    trained: list[torch.Tensor] = []
+    config = _config(steps=steps, eval_every=10, checkpoint_every=0)
+    train(
+        model,
+        _method(name, uniform_steps=0) if name != "importance" else _method(name),
+        _data(),
+        config,
+        on_step=lambda step, ids: trained.append(ids.clone()),
+        world=world_of() if world_size > 1 else None,
+    )
+    module = model.module if world_size > 1 else model
+    return {"trained": torch.stack(trained), "weights": module.state_dict(), "rows": rows}
+
+
+@pytest.mark.parametrize("name", LOOP_METHODS)
+def test_the_loop_on_two_ranks_trains_what_one_process_trains(name):
+    steps = 30
+    ranks = run_ranks(_loop_run, 2, name, steps)
+    one = _loop_run(0, 1, name, steps)
+    b, big_b = 8, 32  # test_train's batch and super-batch
+    training = {r for grad, r in one["rows"] if grad}
+    assert training == {b}
+    for got in ranks:
+        assert {r for grad, r in got["rows"] if grad} == {b // 2}  # each rank trains its share
+        scoring = {r for grad, r in got["rows"] if not grad} - {1, 100}  # label check, test set
+        assert scoring <= {big_b // 2}  # and scores its share of the super-batch
+        assert torch.equal(got["trained"], one["trained"])  # every step's global selection
+        for key, value in one["weights"].items():
+            torch.testing.assert_close(got["weights"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def _jest_loop_run(rank, world_size, steps):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from siftdata.core.pairwise import per_example_sigmoid_loss
+    from siftdata.distributed import global_sigmoid_loss
+    from siftdata.online.pair_methods import PairSelectionConfig, build_pair_method
+    from test_pair_training import _config, _data, _evaluator, _towers
+
+    world = world_of() if world_size > 1 else None
+    data, reference = _data()
+    model = _towers()
+    model.early = nn.Identity()  # jest never exits early: no parameter DDP would wait for
+    wrapped = DistributedDataParallel(model) if world_size > 1 else model
+    method = build_pair_method("jest", config=PairSelectionConfig(chunks=4), reference=reference)
+    trained: list[torch.Tensor] = []
+    train(
+        wrapped,
+        method,
+        data,
+        _config(steps=steps, checkpoint_every=0),
+        loss_fn=global_sigmoid_loss(world) if world else per_example_sigmoid_loss,
+        evaluator=_evaluator,
+        on_step=lambda step, ids: trained.append(ids.clone()),
+        world=world,
+    )
+    return {"trained": torch.stack(trained), "weights": model.state_dict()}
+
+
+def test_jest_in_the_loop_on_two_ranks_trains_what_one_process_trains():
+    ranks = run_ranks(_jest_loop_run, 2, 12)
+    one = _jest_loop_run(0, 1, 12)
+    for got in ranks:
+        assert torch.equal(got["trained"], one["trained"])
+        for key, value in one["weights"].items():
+            torch.testing.assert_close(got["weights"][key], value, rtol=1e-4, atol=1e-5)
