@@ -3,6 +3,8 @@ over the same global super-batch, for every online family; bad input fails, neve
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -181,13 +183,18 @@ def test_one_process_is_a_world_of_one():
 
 # --- the training loop on W ranks: the same selections, the same learner --------------------
 
-LOOP_METHODS = ["learnability", "learnability+stale", "importance", "uniform"]
+LOOP_METHODS = ["learnability", "learnability+stale", "importance", "uniform", "infobatch"]
 
 
-def _loop_run(rank, world_size, name, steps):
+class _Stop(Exception):
+    """An interruption after a given step."""
+
+
+def _loop_run(rank, world_size, name, steps, folder=None, stop=None):
     from torch.nn.parallel import DistributedDataParallel
 
-    from test_train import _config, _data, _method, _model
+    from siftdata.online.infobatch import InfoBatchSource
+    from test_train import N, _config, _data, _method, _model
 
     model = _model(seed=1)
     rows: set[tuple[bool, int]] = set()  # (training forward?, rows) of every forward
@@ -197,15 +204,25 @@ def _loop_run(rank, world_size, name, steps):
     if world_size > 1:
         model = DistributedDataParallel(model)
     trained: list[torch.Tensor] = []
-    config = _config(steps=steps, eval_every=10, checkpoint_every=0)
-    train(
-        model,
-        _method(name, uniform_steps=0) if name != "importance" else _method(name),
-        _data(),
-        config,
-        on_step=lambda step, ids: trained.append(ids.clone()),
-        world=world_of() if world_size > 1 else None,
-    )
+    config = _config(steps=steps, eval_every=10, checkpoint_every=10 if folder else 0)
+
+    def on_step(step, ids):
+        trained.append(ids.clone())
+        if step == stop:
+            raise _Stop
+
+    source = InfoBatchSource(N, epochs=3, seed=2) if name == "infobatch" else None
+    with contextlib.suppress(_Stop):
+        train(
+            model,
+            _method("uniform" if name == "infobatch" else name),
+            _data(),
+            config,
+            source=source,
+            on_step=on_step,
+            world=world_of() if world_size > 1 else None,
+            checkpoint_path=None if folder is None else folder / "ck.pt",
+        )
     module = model.module if world_size > 1 else model
     return {"trained": torch.stack(trained), "weights": module.state_dict(), "rows": rows}
 
@@ -262,3 +279,50 @@ def test_jest_in_the_loop_on_two_ranks_trains_what_one_process_trains():
         assert torch.equal(got["trained"], one["trained"])
         for key, value in one["weights"].items():
             torch.testing.assert_close(got["weights"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_two_ranks_resume_exactly_and_another_world_size_is_refused(tmp_path):
+    steps = 30
+    whole = _loop_run(0, 1, "learnability+stale", steps)
+    head = run_ranks(_loop_run, 2, "learnability+stale", steps, tmp_path, 15)  # checkpoint at 10
+    tail = run_ranks(_loop_run, 2, "learnability+stale", steps, tmp_path)
+    for first, rest in zip(head, tail, strict=True):
+        assert torch.equal(torch.cat([first["trained"][:10], rest["trained"]]), whole["trained"])
+        for key, value in whole["weights"].items():
+            torch.testing.assert_close(rest["weights"][key], value, rtol=1e-4, atol=1e-5)
+    from siftdata.training.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="world_size"):
+        _loop_run(0, 1, "learnability+stale", steps, tmp_path)  # one process, a 2-rank checkpoint
+
+
+def _disagreeing_seeds(rank, world_size):
+    from test_train import _config, _data, _method, _model
+
+    model = torch.nn.parallel.DistributedDataParallel(_model())
+    try:
+        train(model, _method("learnability"), _data(), _config(seed=rank), world=world_of())
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_ranks_that_would_draw_other_super_batches_are_refused_on_every_rank():
+    for message in run_ranks(_disagreeing_seeds, 2):
+        assert "the ranks disagree on the options" in message and "seed=1" in message
+
+
+def test_a_rank_that_fails_ends_the_run_under_torchrun_instead_of_hanging():
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).parent / "scripts" / "one_rank_fails.py"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    start = time.monotonic()
+    done = subprocess.run(
+        [*torchrun, "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and time.monotonic() - start < 60
+    assert "rank 1 found bad data" in done.stdout + done.stderr

@@ -226,3 +226,37 @@ def test_half_precision_scores_near_the_end_of_the_range_stay_finite():
     clean, count = sanitise_scores(scores)
     assert int(count) == 1 and bool(torch.isfinite(clean).all())
     assert top_k(scores, 1).tolist() == [2]
+
+
+def test_an_inf_embedding_coordinate_cannot_give_a_plausible_pair_score():
+    n, d = 24, 8
+    learner = PairEmbeddings(_unit(n, d, 0), _unit(n, d, 1), torch.tensor(10.0), torch.tensor(-5.0))
+    ref_image = _unit(n, d, 2)
+    ref_image[3, 0] = math.inf  # its own pair's reference loss would be 0: a finite, high S_33
+    reference = PairEmbeddings(ref_image, _unit(n, d, 3), torch.tensor(10.0), torch.tensor(-5.0))
+    scores = EmbeddingPairScores("learnability", learner=learner, reference=reference)
+    for seed in range(5):
+        selection = JointSampler(chunks=4, seed=seed).select(scores, 12)
+        assert 3 not in selection.indices.tolist()
+        assert int(selection.stats["nonfinite_scores"]) == 1
+
+
+def test_an_integer_table_gives_an_unknown_id_its_lowest_value_not_another_row():
+    table = ScoreTable(torch.tensor([40, 10, 30]), torch.tensor([4, 1, 3]))
+    assert table.lookup(torch.tensor([35, 10])).tolist() == [torch.iinfo(torch.int64).min, 1]
+
+
+def test_weights_of_a_draw_with_a_bad_tensor_temperature_match_the_draw():
+    from siftdata.core.sampling import gumbel_top_k_with_threshold
+    from siftdata.core.unbiased import without_replacement_weights
+
+    scores = torch.tensor([0.1, 3.0, 0.2, 2.0])
+    tau = torch.tensor(-1.0)
+    indices, threshold = gumbel_top_k_with_threshold(scores, 2, temperature=tau)
+    weights = without_replacement_weights(scores, indices, threshold, temperature=tau)
+    assert bool(torch.isfinite(weights).all()) and bool((weights > 0).all())
+
+
+def test_an_importance_weight_of_a_never_drawable_index_is_zero_not_inf():
+    weights = importance_weights(torch.tensor([math.nan, 1.0, 1.0]), torch.tensor([0, 1]))
+    assert weights.tolist() == [0.0, pytest.approx(2 / 3)]  # 1 / (B·p) with p = 1/2

@@ -372,8 +372,9 @@ class ScoreTable:
             Integer example ids, any shape; moved to the table's device.
         check_values : bool, default False
             Check that every id is in the table (one device-to-host sync). Without it there is
-            no sync: an unknown id gets NaN (a floating table; selectors rank NaN last), never
-            another id's row, and is counted; :meth:`check_missing` raises for it later.
+            no sync: an unknown id gets NaN (selectors rank NaN last; an integer table gives
+            its dtype's minimum), never another id's row, and is counted;
+            :meth:`check_missing` raises for it later.
             Check a dataset's ids once with :meth:`check_ids`.
 
         Returns
@@ -385,9 +386,11 @@ class ScoreTable:
         rows, known = self.index.locate(ids, check_values=check_values)
         # index_select is several times cheaper than advanced indexing for small batches
         values = self.scores.index_select(0, rows)
+        unknown = ~known.reshape(-1, *([1] * (values.dim() - 1)))
         if values.is_floating_point():
-            unknown = ~known.reshape(-1, *([1] * (values.dim() - 1)))
             values = values.masked_fill(unknown, float("nan"))
+        elif values.dtype != torch.bool:  # no NaN in an integer table: its lowest value
+            values = values.masked_fill(unknown, torch.iinfo(values.dtype).min)
         return values.reshape(*ids.shape, *self.scores.shape[1:])
 
     def check_missing(self) -> None:

@@ -19,6 +19,7 @@ and the SigLIP batch loss is ``(1/B) Σ_ij L_ij``. JEST scores a super-batch wit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,17 @@ def sigmoid_pair_loss_block(
     logits = _dot_block(image, text) * scale + bias
     signs = torch.where(positive, 1.0, -1.0).to(logits.dtype)
     return F.softplus(-signs * logits)
+
+
+def poison_non_finite_pairs(emb: PairEmbeddings) -> PairEmbeddings:
+    """The embeddings with every row of a pair that holds a NaN or ±inf (in either tower) set to
+    NaN, on the device with no sync: an inf coordinate can give a finite, plausible score (the
+    loss of an infinite logit is 0), so the whole pair is marked for the samplers to rank last
+    and count."""
+    good = torch.isfinite(emb.image).all(dim=1) & torch.isfinite(emb.text).all(dim=1)
+    bad = ~good[:, None]
+    image, text = emb.image.masked_fill(bad, math.nan), emb.text.masked_fill(bad, math.nan)
+    return PairEmbeddings(image, text, emb.scale, emb.bias)
 
 
 def sigmoid_pair_losses(emb: PairEmbeddings) -> Tensor:
@@ -260,8 +272,9 @@ class EmbeddingPairScores:
             if used and emb is None:
                 raise ValueError(f"criterion {criterion!r} needs the {name} embeddings")
         self.criterion = criterion
-        self.learner = learner if uses_learner else None
-        self.reference = reference if uses_reference else None
+        # a pair with a NaN or inf coordinate is NaN throughout: ranked last and counted
+        self.learner = poison_non_finite_pairs(learner) if uses_learner else None
+        self.reference = poison_non_finite_pairs(reference) if uses_reference else None
         given = [e for e in (self.learner, self.reference) if e is not None]
         if len(given) == 2 and len(given[0]) != len(given[1]):
             raise ValueError(

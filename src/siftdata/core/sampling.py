@@ -87,7 +87,7 @@ def _check_temperature(temperature: float | Tensor, scores: Tensor, check_values
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
 
-def _usable(temperature: Tensor) -> Tensor:
+def usable_temperature(temperature: Tensor) -> Tensor:
     """A 0-d τ that is ≤ 0 or not finite becomes the smallest positive float (the top-k limit) on
     the device, without a sync: a negative τ would invert the ranking and pick the lowest scores."""
     tiny = torch.finfo(temperature.dtype).tiny
@@ -204,7 +204,9 @@ def _gumbel_keys(scores, k, temperature, generator, check_values) -> Tensor:
     clean = sanitise_scores(scores)[0].to(dtype)
     centred = clean - clean.max()
     if isinstance(temperature, Tensor):  # (s − max s) − τ·log(−log U) in one fused operation
-        keys = torch.addcmul(centred, _usable(temperature.to(dtype)), neg_gumbel, value=-1.0)
+        keys = torch.addcmul(
+            centred, usable_temperature(temperature.to(dtype)), neg_gumbel, value=-1.0
+        )
     else:
         keys = centred.add_(neg_gumbel, alpha=-float(temperature))
     return keys

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_k, check_sampling_weights, check_vector
+from .sampling import sanitise_scores, usable_temperature
 
 __all__ = [
     "importance_weights",
@@ -60,8 +61,9 @@ def importance_weights(scores: Tensor, indices: Tensor, *, check_values: bool = 
         The drawn positions (with repeats), e.g. from
         :func:`siftdata.core.sampling.sample_with_replacement`.
     """
-    probs = _normalised(scores, check_values)
-    return (probs.index_select(0, indices) * scores.shape[0]).reciprocal()
+    probs = _normalised(scores, check_values).index_select(0, indices)
+    weights = (probs * scores.shape[0]).reciprocal()
+    return torch.where(probs > 0, weights, torch.zeros_like(weights))  # never drawn: no weight
 
 
 def variance_reduction_tau(scores: Tensor, *, check_values: bool = False) -> Tensor:
@@ -86,7 +88,10 @@ def threshold_inclusion(
     ``threshold`` broadcasts against ``scores`` (a 0-d tensor, or ``(R, 1)`` for ``R`` draws).
     """
     dtype = torch.promote_types(scores.dtype, torch.float32)
-    centred = scores.to(dtype) - scores.max().to(dtype)
+    clean = sanitise_scores(scores)[0].to(dtype)  # as the draw saw them
+    if isinstance(temperature, Tensor):
+        temperature = usable_temperature(temperature.to(dtype))
+    centred = clean - clean.max()
     return torch.expm1(-torch.exp((centred - threshold) / temperature)).neg()
 
 

@@ -14,13 +14,14 @@ from .selection import (
     select_global,
     take_share,
 )
-from .world import World, even_share, shard, world_of
+from .world import World, check_same_on_every_rank, even_share, shard, world_of
 
 __all__ = [
     "World",
     "world_of",
     "even_share",
     "shard",
+    "check_same_on_every_rank",
     "all_gather_rows",
     "gather_outputs",
     "gather_scoring_batch",

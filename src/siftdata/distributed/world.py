@@ -13,7 +13,7 @@ from typing import Any
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["World", "world_of", "even_share", "shard"]
+__all__ = ["World", "world_of", "even_share", "shard", "check_same_on_every_rank"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,21 @@ def shard(rows: Tensor, world: World) -> Tensor:
     """This rank's contiguous share of ``rows`` (``rows.shape[0]`` divisible by ``W``)."""
     size = even_share(rows.shape[0], world, "the number of rows")
     return rows[world.rank * size : (world.rank + 1) * size]
+
+
+def check_same_on_every_rank(facts: dict[str, Any], world: World) -> None:
+    """Raise ``ValueError`` on every rank, naming the first fact that differs, unless every rank
+    has the same ``facts`` (one collective; e.g. seeds and data fingerprints, so that no rank
+    draws other super-batches than the others without a word)."""
+    if not world.distributed:
+        return
+    every: list[Any] = [None] * world.size
+    dist.all_gather_object(every, facts, group=world.group)
+    for key in facts:
+        values = [f.get(key) for f in every]
+        if any(v != values[0] for v in values[1:]):
+            shown = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
+            raise ValueError(
+                f"the ranks disagree on {key} ({shown}); every rank must train the same run "
+                "(same options, seed and data) for one global selection"
+            )

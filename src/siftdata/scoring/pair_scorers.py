@@ -13,7 +13,12 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from .._validation import check_bool
-from ..core.pairwise import DensePairScores, EmbeddingPairScores, PairEmbeddings, check_criterion
+from ..core.pairwise import (
+    DensePairScores,
+    EmbeddingPairScores,
+    PairEmbeddings,
+    check_criterion,
+)
 from .scorers import Need, ScoringBatch
 
 __all__ = ["EmbeddingLookup", "PairScorer"]

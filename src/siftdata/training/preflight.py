@@ -11,10 +11,11 @@ from .._modes import eval_mode
 from .._validation import check_class_labels
 from ..core.pairwise import per_example_sigmoid_loss
 from ..core.scores import per_example_loss
-from ..distributed import World, even_share
+from ..distributed import World, check_same_on_every_rank, even_share
 from ..online.methods import SelectionMethod
 from ..online.policies import ScoreAfter
 from ..online.step import LossFn
+from ..store import dataset_fingerprint
 from .config import TrainConfig, TrainData
 
 __all__ = ["check_before_training"]
@@ -32,6 +33,7 @@ def check_before_training(
     scores, class labels the model's outputs cannot hold (a few host syncs, once), or batch
     sizes the ranks cannot share evenly."""
     if world is not None and world.distributed:
+        _check_ranks_agree(method, data, config, world)
         _check_shares(method, config, world)
         if loss_fn is per_example_sigmoid_loss:
             raise ValueError(
@@ -54,6 +56,17 @@ def _check_labels(model: nn.Module, data: TrainData, loss_fn: LossFn) -> None:
     if isinstance(outputs, Tensor) and outputs.dim() == 2:
         check_class_labels(data.labels, outputs.shape[1], "the pool's labels")
         check_class_labels(data.test_labels, outputs.shape[1], "the test labels")
+
+
+def _check_ranks_agree(method, data: TrainData, config: TrainConfig, world: World) -> None:
+    """Every rank must draw the same super-batches and select alike (one collective)."""
+    facts = {
+        "the options": repr(config),
+        "the method": method.describe(),
+        "the pool": dataset_fingerprint(data.labels, data.inputs),
+        "the pool's ids": dataset_fingerprint(data.ids),
+    }
+    check_same_on_every_rank(facts, world)
 
 
 def _check_shares(method: SelectionMethod, config: TrainConfig, world: World) -> None:

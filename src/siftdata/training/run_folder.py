@@ -121,8 +121,8 @@ def _read_run_file(path: Path) -> dict:
 
 
 def _check_clearable(folder: Path, path: Path) -> None:
-    """``--overwrite`` clears only what siftdata wrote: a record it cannot read, one another tool
-    wrote, or one of a folder adopted with ``--resume`` (its files were there before) is refused."""
+    """``--overwrite`` clears only what siftdata wrote: a record it cannot read, or one another
+    tool wrote, is refused."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -134,12 +134,6 @@ def _check_clearable(folder: Path, path: Path) -> None:
         raise ValueError(
             f"{path} is not a siftdata run record; refusing to clear {folder} (--overwrite): "
             "use another --out"
-        )
-    if record.get("adopted"):
-        shown = ", ".join(record["adopted"][:5]) + (", ..." if len(record["adopted"]) > 5 else "")
-        raise ValueError(
-            f"{folder} held files siftdata did not write ({shown}) when it was taken over with "
-            "--resume; refusing to clear it (--overwrite): use another --out"
         )
 
 
@@ -177,19 +171,14 @@ def claim_run_folder(
     path, how = folder / RUN_FILE, "new"
     if not path.exists():
         found = _results_without_record(folder)
-        if found and overwrite:
-            raise ValueError(
-                f"{folder} holds files but no {RUN_FILE}, so it is not a siftdata run folder; "
-                "refusing to clear it (--overwrite): use another --out"
-            )
-        if found and not resume:
+        if found:  # another tool's files, or an older version's run: never written into
             shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            refused = "refusing to clear it (--overwrite)" if overwrite else "refusing to use it"
             raise ValueError(
-                f"{folder} is not empty ({shown}) but holds no {RUN_FILE}: it is not a siftdata "
-                "run, or one from an older version; use another --out, or --resume to continue "
-                "in it (its files are kept)"
+                f"{folder} is not empty ({shown}) but holds no {RUN_FILE}, so it is not a "
+                f"siftdata run folder (or one from a version before run records); {refused}: "
+                "use another --out"
             )
-        how = "resume" if found else "new"
     elif overwrite:
         _check_clearable(folder, path)
         _clear(folder)
@@ -198,8 +187,6 @@ def claim_run_folder(
         how = _check_record(folder, _read_run_file(path), command, options, resume, additive)
     record = {"format": _FORMAT, "command": command, "options": options, "status": "running"}
     record["started"] = _now()
-    if how == "resume" and not path.exists():  # a folder adopted with --resume: never cleared
-        record["adopted"] = _results_without_record(folder)
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return how
 
