@@ -8,13 +8,17 @@ STAMP  := $(VENV)/.siftdata-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 WORDNET := /usr/share/wordnet/data.noun
 
-.PHONY: demo test lint bench data venv clean
+.PHONY: demo test test-distributed lint bench data venv clean
 
 demo: $(STAMP) data
 	$(VENV)/bin/siftdata demo
 
 test: $(STAMP) data
 	$(PY) -m pytest -q
+
+# Real multi-process runs (gloo on loopback): global selection across ranks, torchrun.
+test-distributed: $(STAMP) data
+	$(PY) -m pytest -q -m distributed
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

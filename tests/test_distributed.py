@@ -212,8 +212,9 @@ def _loop_run(rank, world_size, name, steps, folder=None, stop=None):
             raise _Stop
 
     source = InfoBatchSource(N, epochs=3, seed=2) if name == "infobatch" else None
+    result = None
     with contextlib.suppress(_Stop):
-        train(
+        result = train(
             model,
             _method("uniform" if name == "infobatch" else name),
             _data(),
@@ -224,7 +225,13 @@ def _loop_run(rank, world_size, name, steps, folder=None, stop=None):
             checkpoint_path=None if folder is None else folder / "ck.pt",
         )
     module = model.module if world_size > 1 else model
-    return {"trained": torch.stack(trained), "weights": module.state_dict(), "rows": rows}
+    losses = [r["train_loss"] for r in result.records[1:]] if result else []  # [0]: None
+    return {
+        "trained": torch.stack(trained),
+        "weights": module.state_dict(),
+        "rows": rows,
+        "train_loss": losses,
+    }
 
 
 @pytest.mark.parametrize("name", LOOP_METHODS)
@@ -240,6 +247,7 @@ def test_the_loop_on_two_ranks_trains_what_one_process_trains(name):
         scoring = {r for grad, r in got["rows"] if not grad} - {1, 100}  # label check, test set
         assert scoring <= {big_b // 2}  # and scores its share of the super-batch
         assert torch.equal(got["trained"], one["trained"])  # every step's global selection
+        assert got["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)  # over ranks
         for key, value in one["weights"].items():
             torch.testing.assert_close(got["weights"][key], value, rtol=1e-4, atol=1e-5)
 
@@ -326,3 +334,37 @@ def test_a_rank_that_fails_ends_the_run_under_torchrun_instead_of_hanging():
     )
     assert done.returncode != 0 and time.monotonic() - start < 60
     assert "rank 1 found bad data" in done.stdout + done.stderr
+
+
+TINY_TRAIN = ["--steps", "40", "--eval-every", "20", "--reference-epochs", "1", "--no-progress"]
+TINY_TRAIN += ["--holdout-size", "2000", "--reference-val-size", "200", "--device", "cpu"]
+
+
+def _records(path):
+    import json
+
+    keys = ("step", "test_acc", "mislabeled_selected", "examples_trained")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: r[k] for k in keys} for r in rows], [r["train_loss"] for r in rows[1:]]
+
+
+def test_siftdata_train_under_torchrun_matches_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from siftdata.cli.main import main
+
+    argv = ["train", "--method", "learnability+stale", *TINY_TRAIN]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = [*torchrun, "-m", "siftdata", *argv, "--out", str(tmp_path / "two")]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("clean test accuracy") == 1  # rank 0 reports
+    one, two = (
+        _records(tmp_path / "one" / "metrics.jsonl"),
+        _records(tmp_path / "two" / "metrics.jsonl"),
+    )
+    assert one[0] == two[0] and two[1] == pytest.approx(one[1], rel=1e-5)
+    again = subprocess.run(run, capture_output=True, text=True, timeout=300)  # finished: refused
+    assert again.returncode != 0 and "finished; use --resume" in again.stderr

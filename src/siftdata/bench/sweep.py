@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from torch import nn
+
 from .._config import check_float_field, check_int_field, option
 from .._seeding import derive_seed
+from ..distributed import World, leader_first
 from ..online import SelectionConfig, build_method, parse_method
 from ..training.loop import TrainConfig, TrainResult, train
 from .common import resolve_device, seeded_model
@@ -249,20 +252,28 @@ def train_single(
     scenario: NoisyFmnistConfig,
     train_cfg: TrainConfig,
     selection: SelectionConfig,
+    world: World | None = None,
 ) -> TrainResult:
     """One method, one seed, resumable from ``out/checkpoint.pt``.
 
     Re-running the same command after an interruption continues where it stopped; the reference
-    cache in ``out`` is reused. A checkpoint from other options is refused, naming them.
+    cache in ``out`` is reused. A checkpoint from other options is refused, naming them. On
+    several ranks (``world``) rank 0 builds the reference cache while the others wait, every rank
+    loads it, and they train one ``DistributedDataParallel`` learner with one global selection.
     """
+    world = world or World()
     check_options(scenario, train_cfg, (method,), selection=selection)
     d = prepare_data(scenario, train_cfg.seed)
     ref = None
     if parse_method(method).uses_reference:
-        ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=train_cfg.progress)
+        with leader_first(world):
+            progress = train_cfg.progress and world.rank == 0
+            ref = reference_for(scenario, d, out, seed=train_cfg.seed, progress=progress)
     built, model, cost = _learner(
         method, train_cfg.seed, d, ref, scenario, selection, train_cfg.super_batch_factor
     )
+    if world.distributed:
+        model = _data_parallel(model)
     identity = {"scenario": {k: v for k, v in asdict(scenario).items() if k != "device"}}
     identity["selection"] = asdict(selection)
     tags = {"budget": 1.0, "steps_budget": train_cfg.steps, "base_steps": train_cfg.steps}
@@ -276,4 +287,12 @@ def train_single(
         identity=identity,
         metrics_path=out / "metrics.jsonl",
         checkpoint_path=out / "checkpoint.pt",
+        world=world,
     )
+
+
+def _data_parallel(model: nn.Module) -> nn.Module:
+    """``model`` in ``DistributedDataParallel`` on its device (a GPU each, or the CPU)."""
+    device = next(model.parameters()).device
+    ids = [device] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)

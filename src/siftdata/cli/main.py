@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ..bench.noisy_fmnist import NoisyFmnistConfig
 from ..bench.sweep import SweepConfig, check_options
+from ..distributed import join_from_environment
 from ..online import SelectionConfig, parse_method
 from ..training.loop import TrainConfig
 from ._args import add_config_options, config_from_args
-from .run_folders import SWEEP_ADDITIVE, add_out, open_run
+from .run_folders import SWEEP_ADDITIVE, add_out, open_run, open_run_on_ranks
 
 __all__ = ["main", "build_parser", "DEMO_STEPS", "DEMO_METHODS"]
 
@@ -298,8 +299,12 @@ def _train(args: argparse.Namespace) -> int:
         configs["scenario"], configs["train_cfg"], (args.method,), selection=configs["selection"]
     )
     additive = ("steps",) if configs["train_cfg"].schedule == "constant" else ()
-    with open_run(args, "train", {"method": args.method, **configs}, additive) as out:
-        result = train_single(out, method=args.method, **configs)
+    world = join_from_environment()  # several ranks under torchrun
+    options = {"method": args.method, **configs}
+    with open_run_on_ranks(args, "train", options, additive, world) as out:
+        result = train_single(out, method=args.method, world=world, **configs)
+    if world.rank != 0:
+        return 0
     last = result.records[-1]
     print(
         f"step {last['step']}: clean test accuracy {last['test_acc']:.4f}; "

@@ -6,6 +6,7 @@ equal share of it. See :mod:`siftdata.distributed.selection`.
 """
 
 from .gather import all_gather_rows, gather_outputs, gather_scoring_batch
+from .launch import join_from_environment, leader_first, share_from_leader
 from .pair_loss import global_sigmoid_loss
 from .selection import (
     GlobalSelection,
@@ -31,4 +32,7 @@ __all__ = [
     "take_share",
     "observe_global",
     "global_sigmoid_loss",
+    "join_from_environment",
+    "leader_first",
+    "share_from_leader",
 ]

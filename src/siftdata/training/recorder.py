@@ -116,6 +116,11 @@ class Recorder:
             self.stat_sums[name] = value if total is None else total + value
             self.stat_counts[name] = self.stat_counts.get(name, 0) + 1
 
+    def fold(self) -> None:
+        """Move the buffered step losses into :attr:`loss_sum` (no sync), e.g. before averaging
+        it over ranks."""
+        self._fold()
+
     def _fold(self) -> None:
         """Reduce the loss buffer into the loss sum and the first non-finite step (no sync)."""
         if not self.filled:

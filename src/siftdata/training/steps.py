@@ -182,6 +182,7 @@ class Loop:
         """Evaluate and append a record (on every rank; the training loss averaged over ranks)."""
         check_missing(self.method.scorer)  # ids without a cached score, met since the last record
         if self.world.distributed:  # equal shares: the mean of the ranks' means is the mean
+            self.recorder.fold()
             dist.all_reduce(self.recorder.loss_sum, group=self.world.group)
             self.recorder.loss_sum /= self.world.size
         return self.recorder.record(
