@@ -354,7 +354,7 @@ def test_siftdata_train_under_torchrun_matches_one_process(tmp_path):
 
     from siftdata.cli.main import main
 
-    argv = ["train", "--method", "learnability+stale", *TINY_TRAIN]
+    argv = ["train", "--method", "learnability+stale", *TINY_TRAIN, "--record-selections"]
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     run = [*torchrun, "-m", "siftdata", *argv, "--out", str(tmp_path / "two")]
@@ -366,5 +366,11 @@ def test_siftdata_train_under_torchrun_matches_one_process(tmp_path):
         _records(tmp_path / "two" / "metrics.jsonl"),
     )
     assert one[0] == two[0] and two[1] == pytest.approx(one[1], rel=1e-5)
+    from siftdata.training.selection_log import read_selection_log
+
+    log_one, counts_one = read_selection_log(tmp_path / "one" / "selections")
+    log_two, counts_two = read_selection_log(tmp_path / "two" / "selections")
+    assert log_one.shape == (40, 64) and (log_one == log_two).all()  # every step's global ids
+    assert all((counts_one[k] == counts_two[k]).all() for k in counts_one)
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)  # finished: refused
     assert again.returncode != 0 and "finished; use --resume" in again.stderr

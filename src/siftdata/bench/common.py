@@ -70,3 +70,11 @@ def forward_flops_per_example(model: nn.Module, example: torch.Tensor) -> float:
     with torch.no_grad():
         _, flops = count_flops(model, batch)
     return flops / 64
+
+
+def selection_log_for(checkpoint: Path | None, config) -> Path | None:
+    """Where a sweep run's selection log goes (``--record-selections``): ``out/selections/<run>``
+    beside ``out/checkpoints/<run>.pt``; ``None`` when the run does not record one."""
+    if checkpoint is None or not config.record_selections:
+        return None
+    return Path(checkpoint).parent.parent / "selections" / Path(checkpoint).stem

@@ -26,7 +26,7 @@ from ..online import SelectionConfig, parse_method
 from ..online.infobatch import InfoBatchSource
 from ..training.loop import TrainConfig, train
 from ..training.recorder import ClassificationEvaluator
-from .common import resolve_device, seeded_model
+from .common import resolve_device, seeded_model, selection_log_for
 from .importance_checks import fixed_model_checks, importance_summary
 from .noisy_fmnist import NoisyFmnistConfig, prepare_data, reference_for, train_data
 from .protocol import run_scenario
@@ -168,6 +168,7 @@ class _Runs:
             reference_cost=cost,
             tags=tags,
             checkpoint_path=checkpoint,
+            selection_log=selection_log_for(checkpoint, config),
         )
         if name == "uniform" and seed == cfg.seed and budget == self.top:
             self.kept_model = model

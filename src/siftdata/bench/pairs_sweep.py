@@ -29,7 +29,7 @@ from ..online.pair_methods import (
 )
 from ..reference.pair_training import siglip_optimizer
 from ..training.loop import TrainConfig, train
-from .common import resolve_device
+from .common import resolve_device, selection_log_for
 from .pairs_fmnist import (
     PairsFmnistConfig,
     pair_evaluator,
@@ -131,6 +131,7 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, device,
         reference_cost=ref.cost if uses_ref else None,
         tags=tags,
         checkpoint_path=checkpoint,
+        selection_log=selection_log_for(checkpoint, config),
     ).records
     if ref is not None:
         records[-1].update(

@@ -18,7 +18,7 @@ from .._seeding import derive_seed
 from ..distributed import World, leader_first
 from ..online import SelectionConfig, build_method, parse_method
 from ..training.loop import TrainConfig, TrainResult, train
-from .common import resolve_device, seeded_model
+from .common import resolve_device, seeded_model, selection_log_for
 from .noisy_fmnist import NUM_CLASSES, NoisyFmnistConfig, prepare_data, reference_for, train_data
 from .protocol import run_scenario
 
@@ -153,7 +153,7 @@ def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, checkpo
     config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
     tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
     data = train_data(d)
-    ckpt = {"checkpoint_path": checkpoint}
+    ckpt = {"checkpoint_path": checkpoint, "selection_log": selection_log_for(checkpoint, config)}
     return train(model, method, data, config, reference_cost=cost, tags=tags, **ckpt).records
 
 
@@ -288,6 +288,7 @@ def train_single(
         metrics_path=out / "metrics.jsonl",
         checkpoint_path=out / "checkpoint.pt",
         world=world,
+        selection_log=out / "selections" if train_cfg.record_selections else None,
     )
 
 

@@ -15,7 +15,14 @@ from .._config import check_bool, check_choice, check_float_field, check_int_fie
 __all__ = ["WATCH_OPTIONS", "TrainConfig", "TrainData", "ReferenceCost"]
 
 
-WATCH_OPTIONS = ("progress", "checkpoint_every", "eval_every", "eval_batch_size", "check_values")
+WATCH_OPTIONS = (
+    "progress",
+    "checkpoint_every",
+    "eval_every",
+    "eval_batch_size",
+    "check_values",
+    "record_selections",
+)
 """Options that change only how a run is watched, not what it computes: free to differ on resume."""
 
 
@@ -44,6 +51,11 @@ class TrainConfig:
         False, "check every step's values (finite scores and losses, label range): host syncs"
     )
     progress: bool = option(True, "show progress bars")
+    record_selections: bool = option(
+        False,
+        "write the selection log: every step's selected ids and each example's offered and "
+        "selected counts, in the run folder's selections/",
+    )
 
     def __post_init__(self) -> None:
         check_int_field(self.steps, "steps", low=1)

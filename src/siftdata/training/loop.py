@@ -34,6 +34,7 @@ from .preflight import check_before_training
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
 from .run_state import identity_file, run_identity, start_run
+from .selection_log import SelectionLog
 from .sources import BatchSource, SuperBatchStream
 from .steps import Loop, unwrap
 
@@ -87,6 +88,7 @@ def train(
     checkpoint_path: str | Path | None = None,
     on_step: Callable[[int, Tensor], None] | None = None,
     world: World | None = None,
+    selection_log: str | Path | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``method``'s online selection; resume from ``checkpoint_path`` if it exists.
 
@@ -129,12 +131,18 @@ def train(
         :func:`train` alike with a ``DistributedDataParallel`` model: every rank draws the same
         super-batches, they make one global selection and each trains on its ``b / W`` share.
         Rank 0 alone writes metrics and checkpoints and shows progress. Default: one process.
+    selection_log:
+        A folder for the run's selection log (:mod:`siftdata.training.selection_log`): every
+        step's selected ids and per-example offered/selected counts, written with each
+        checkpoint and at the end, resumed with the run.
     """
     world = world or World()
     device = _device_of(model)
     data = data.to(device)
     check_before_training(unwrap(model), method, data, config, loss_fn, world)
     parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
+    if selection_log is not None:
+        parts["selection_log"] = SelectionLog(selection_log, data.ids, write=world.rank == 0)
     loop = Loop(model, method, data, config, parts, world)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     run_id = None
@@ -209,9 +217,13 @@ def _run(loop: Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> Tra
         ):
             loop.recorder.check_finite()  # never overwrite a good checkpoint with a diverged state
             state = loop.state_dict(run_id)  # a collective with several ranks
+            if loop.selection_log is not None:
+                loop.selection_log.flush(loop.step)  # the log as far as the checkpoint
             if lead:
                 save_checkpoint(ckpt, state)
                 identity_file(ckpt).unlink(missing_ok=True)  # the checkpoint holds it from now on
     bar.close()
+    if loop.selection_log is not None:
+        loop.selection_log.flush(loop.step)
     write_records(metrics_path, loop.recorder.records)
     return TrainResult(loop.recorder.records, loop.ledger.totals(), loop.step, resumed_from)

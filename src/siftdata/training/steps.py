@@ -27,6 +27,7 @@ from ..scoring.scorers import ScoringBatch, check_missing
 from .checkpoint import global_rng_state, set_global_rng_state
 from .recorder import Recorder
 from .run_state import CHECKPOINT_FORMAT
+from .selection_log import SelectionLog
 from .sources import BatchSource, WeightedSource
 
 __all__ = ["Loop", "unwrap"]
@@ -54,6 +55,7 @@ class Loop:
         self.loss_fn: LossFn = parts["loss_fn"]
         self.ledger: ComputeLedger = parts["ledger"]
         self.recorder: Recorder = parts["recorder"]
+        self.selection_log: SelectionLog | None = parts.get("selection_log")
         self.super_batch = config.super_batch_size(selects=method.selects, name=repr(method.name))
         self.weighted_source = isinstance(self.source, WeightedSource)
         self.ids_are_positions = torch.equal(
@@ -74,7 +76,7 @@ class Loop:
         size = self.super_batch if scoring else c.batch_size
         with self.ledger.track("score", ("super-batch", size, scoring and m.needs_forward)):
             positions = self.source.next(size)
-            ids = self._ids(positions)
+            offered, ids = positions, self._ids(positions)
             x = y = batch = None
             if scoring:
                 x, y, batch = self._scoring_batch(positions, ids)
@@ -95,6 +97,8 @@ class Loop:
         outputs, losses, loss = self._update(x, y, weights)
         self._remember(scoring, ids, positions, y, outputs, losses.detach())
         self.recorder.after_step(loss.detach(), trained, {**stats, **_policy_stats(m.policy)})
+        if self.selection_log is not None:
+            self.selection_log.after_step(offered, trained, scoring)
         self.step += 1
         return trained_ids
 
@@ -206,6 +210,11 @@ class Loop:
             "source": self.source.state_dict(),
             "recorder": self.recorder.state_dict(),
             "rng": rng,
+            **(
+                {}
+                if self.selection_log is None
+                else {"selections": self.selection_log.state_dict()}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -217,6 +226,8 @@ class Loop:
         rng = state["rng"]
         set_global_rng_state(rng["ranks"][self.world.rank] if "ranks" in rng else rng)
         self.step = int(state["step"])
+        if self.selection_log is not None and "selections" in state:
+            self.selection_log.load_state_dict(state["selections"], self.step)
 
 
 def _times(a: Tensor | None, b: Tensor | None) -> Tensor | None:
