@@ -374,3 +374,65 @@ def test_siftdata_train_under_torchrun_matches_one_process(tmp_path):
     assert all((counts_one[k] == counts_two[k]).all() for k in counts_one)
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)  # finished: refused
     assert again.returncode != 0 and "finished; use --resume" in again.stderr
+
+
+# --- offline scoring sharded over ranks ------------------------------------------------------
+
+
+def _scoring_inputs(n=3000):
+    from siftdata.data import load_fashion_mnist, to_float_images
+    from siftdata.models import build_model
+    from siftdata.scoring.scorers import Entropy
+
+    images, labels = load_fashion_mnist("train")
+    torch.manual_seed(3)
+    model = build_model("mlp")
+    scorers = {"entropy": Entropy(), "el2n": GradNormBound()}
+    return model, to_float_images(images[:n]), labels[:n], scorers
+
+
+def _score_on_ranks(rank, world_size, folder):
+    from siftdata.distributed import score_dataset_on_ranks
+
+    model, x, y, scorers = _scoring_inputs()
+    result = score_dataset_on_ranks(
+        model,
+        x,
+        y,
+        scorers,
+        shard_dir=folder,
+        world=world_of(),
+        shard_size=700,
+        embeddings=True,
+        progress=False,
+    )
+    return {"scores": result.scores, "embeddings": result.embeddings}
+
+
+def test_two_ranks_score_the_dataset_bit_for_bit_as_one_process_and_resume(tmp_path):
+    from siftdata.offline.scoring import score_dataset
+
+    model, x, y, scorers = _scoring_inputs()
+    one = score_dataset(model, x, y, scorers, shard_size=700, embeddings=True, progress=False)
+    folder = tmp_path / "shards"
+    # rank 0 finished its shards (0, 2, 4) before an interruption; rank 1 did not
+    score_dataset(
+        model,
+        x,
+        y,
+        scorers,
+        shard_dir=folder,
+        shard_size=700,
+        embeddings=True,
+        progress=False,
+        share=(0, 2),
+    )
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("shard-*.pt")}
+    assert sorted(before) == ["shard-00000.pt", "shard-00002.pt", "shard-00004.pt"]
+    ranks = run_ranks(_score_on_ranks, 2, folder)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("shard-0000[024].pt")} == before
+    assert len(list(folder.glob("shard-*.pt"))) == 5  # 3000 rows in shards of 700
+    for got in ranks:
+        for name, values in one.scores.items():
+            assert torch.equal(got["scores"][name], values)
+        assert torch.equal(got["embeddings"], one.embeddings)

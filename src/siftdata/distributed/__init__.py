@@ -8,6 +8,7 @@ equal share of it. See :mod:`siftdata.distributed.selection`.
 from .gather import all_gather_rows, gather_outputs, gather_scoring_batch
 from .launch import join_from_environment, leader_first, share_from_leader
 from .pair_loss import global_sigmoid_loss
+from .scoring import score_dataset_on_ranks
 from .selection import (
     GlobalSelection,
     observe_global,
@@ -35,4 +36,5 @@ __all__ = [
     "join_from_environment",
     "leader_first",
     "share_from_leader",
+    "score_dataset_on_ranks",
 ]

@@ -189,7 +189,8 @@ def score_dataset(
     shard_size: int = 16384,
     progress: bool = True,
     desc: str = "scoring",
-) -> ScoredDataset:
+    share: tuple[int, int] = (0, 1),
+) -> ScoredDataset | None:
     """Every named scorer's ``(N,)`` scores over the dataset (and the ``(N, D)`` embeddings).
 
     Parameters
@@ -219,6 +220,10 @@ def score_dataset(
         Show a progress bar over examples.
     desc : str
         The bar's label.
+    share : (int, int)
+        ``(r, W)``: score only the shards ``i`` with ``i mod W = r`` into ``shard_dir`` and return
+        ``None`` (one rank's part of a sharded scoring, see
+        :func:`siftdata.distributed.score_dataset_on_ranks`); default ``(0, 1)``, all of them.
     """
     ids = _check_inputs(inputs, labels, ids)
     _check_scorers(scorers, embeddings, labels is not None)
@@ -227,6 +232,11 @@ def score_dataset(
     device = next(model.parameters()).device
     embed = (embed or forward_with_embeddings) if embeddings else None
     n = inputs.shape[0]
+    rank, size = share
+    if not 0 <= rank < size:
+        raise ValueError(f"share must be (rank, world size) with 0 <= rank < size, got {share}")
+    if size > 1 and shard_dir is None:
+        raise ValueError("scoring a share of the shards needs shard_dir, where every share lands")
     shards = None
     if shard_dir is not None:
         key = _shard_key(model, (inputs, labels, ids), scorers, embeddings, shard_size)
@@ -237,6 +247,8 @@ def score_dataset(
     resumed, seconds = 0, 0.0
     with eval_mode(model):
         for index, (start, stop) in enumerate(bounds):
+            if index % size != rank:
+                continue
             shard = shards.load(index, start, stop) if shards is not None else None
             if shard is not None:
                 resumed += stop - start
@@ -262,6 +274,8 @@ def score_dataset(
                     shards.save(index, shard)
             done.append(shard)
     bar.close()
+    if size > 1:
+        return None
     return _assemble(done, scorers, embeddings, seconds, resumed)
 
 
