@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.siftdata-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 WORDNET := /usr/share/wordnet/data.noun
 
-.PHONY: demo test test-distributed lint bench data venv clean
+.PHONY: demo test test-distributed test-integration lint bench data venv clean
 
 demo: $(STAMP) data
 	$(VENV)/bin/siftdata demo
@@ -19,6 +19,11 @@ test: $(STAMP) data
 # Real multi-process runs (gloo on loopback): global selection across ranks, torchrun.
 test-distributed: $(STAMP) data
 	$(PY) -m pytest -q -m distributed
+
+# The integrations with the engines users run (Ray Data), on a small local Ray.
+test-integration: $(STAMP) data
+	$(PY) -m pip install -q -e '.[ray]'
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -m integration
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

@@ -445,3 +445,25 @@ def test_methods_needing_a_reference_or_ids_say_so():
             build_method(name, num_classes=NUM_CLASSES, example_ids=4)
     with pytest.raises(ValueError, match="example_ids"):
         build_method("rank+stale")
+
+
+def test_per_shard_selection_is_each_shares_own_top_k():
+    from siftdata.online.per_shard import PerShardSelector
+
+    scores = torch.tensor([9.0, 8.0, 7.0, 6.0, 0.1, 0.2, 0.3, 0.4])
+    selection = PerShardSelector(TopKSelector(), 2).select(scores, 4)
+    assert sorted(selection.indices.tolist()) == [0, 1, 6, 7]  # global top-4 would be 0-3
+    with pytest.raises(ValueError, match="multiples of the number of shards"):
+        PerShardSelector(TopKSelector(), 3).select(scores, 4)
+
+
+def test_local_shards_builds_per_rank_selection_and_is_checked_before_training():
+    from siftdata.online.per_shard import PerShardSelector
+
+    method = build_method(
+        "learnability-topk",
+        config=SelectionConfig(local_shards=4),
+        reference=ScoreTable(torch.arange(10), torch.zeros(10)),
+        num_classes=3,
+    )
+    assert isinstance(method.selector, PerShardSelector) and method.selector.shards == 4

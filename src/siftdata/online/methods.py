@@ -32,6 +32,7 @@ from .approximation import MultiResolution
 from .base import JointSelector, Selector
 from .greedy import TopKSelector
 from .importance import ImportanceSampler, VarianceReductionGate, paper_tau_threshold
+from .per_shard import PerShardSelector
 from .policies import AlwaysScore, ScoreAfter, ScoringPolicy
 from .rank import RankSelector
 from .sampled import DEFAULT_TEMPERATURE_SCALE, SoftmaxSampler
@@ -176,6 +177,11 @@ class SelectionConfig:
         None, "importance sampling is on while the smoothed τ exceeds this (default (B+3b)/(3b))"
     )
     tau_momentum: float = option(0.9, "momentum of τ's moving average")
+    local_shards: int = option(
+        1,
+        "select per shard as W ranks would each on their own share (what per-rank tools do), "
+        "k/W from each of W shares of the super-batch; 1: one global selection",
+    )
 
     def __post_init__(self) -> None:
         check_float_field(self.temperature_scale, "temperature_scale", low=0.0, low_open=True)
@@ -189,6 +195,7 @@ class SelectionConfig:
         check_float_field(self.tau_momentum, "tau_momentum", low=0.0)
         if not self.tau_momentum < 1:
             raise ValueError(f"tau_momentum must be in [0, 1), got {self.tau_momentum}")
+        check_int_field(self.local_shards, "local_shards", low=1)
 
     def cap_for(self, num_classes: int | None) -> float | None:
         """The learner-loss cap as a number (``logC`` resolved with ``num_classes``)."""
@@ -341,12 +348,10 @@ def build_method(
     scorer = _scorer(spec, config, reference, example_ids, num_classes, device)
     if scorer is None:
         return SelectionMethod(spec.name)
-    return SelectionMethod(
-        spec.name,
-        scorer,
-        _selector(spec, config, seed, device),
-        _policy(spec, config, super_batch_factor),
-    )
+    selector = _selector(spec, config, seed, device)
+    if config.local_shards > 1 and selector is not None:
+        selector = PerShardSelector(selector, config.local_shards)
+    return SelectionMethod(spec.name, scorer, selector, _policy(spec, config, super_batch_factor))
 
 
 def _policy(spec: MethodSpec, config: SelectionConfig, super_batch_factor) -> ScoringPolicy:

@@ -40,6 +40,12 @@ def check_before_training(
                 "the pair loss of a rank's share would miss the other ranks' pairs (its "
                 "negatives): pass loss_fn=siftdata.distributed.global_sigmoid_loss(world)"
             )
+    shards = getattr(method.selector, "shards", 1)  # per-rank ("local") selection
+    if method.selects and shards > 1:
+        local = World(size=shards)
+        even_share(config.batch_size, local, "batch_size (b) for local_shards")
+        big_b = config.super_batch_size(selects=True, name=repr(method.name))
+        even_share(big_b, local, "the super-batch (B) for local_shards")
     _check_policy(method, config)
     _check_cached_ids(method, data)
     _check_labels(model, data, loss_fn)
