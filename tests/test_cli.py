@@ -163,3 +163,12 @@ def test_a_warm_up_covering_the_run_is_refused_before_the_folder_is_claimed(
     assert main([*argv, "--uniform-steps", str(shortest)]) == 2
     assert f"uniform_steps ({shortest}) must be below steps ({shortest}" in capsys.readouterr().err
     assert not out.exists()  # the corrected command can use the same --out
+
+
+def test_commands_that_cannot_share_their_work_are_refused_under_torchrun(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["bench", "noisy-fmnist", "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "only `siftdata train` shares its work" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -436,3 +436,20 @@ def test_two_ranks_score_the_dataset_bit_for_bit_as_one_process_and_resume(tmp_p
         for name, values in one.scores.items():
             assert torch.equal(got["scores"][name], values)
         assert torch.equal(got["embeddings"], one.embeddings)
+
+
+def _uneven_last_batch(rank, world_size):
+    x, y, ids = _super_batch()
+    n = 8 if rank == 0 else 6  # rank 1's last batch is short
+    try:
+        select_batch_global(
+            _model(), x[:n], y[:n], ids[:n], k=4, scorer=LearnerLoss(), selector=TopKSelector()
+        )
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_an_uneven_last_batch_is_refused_on_every_rank_instead_of_crashing_the_collective():
+    for message in run_ranks(_uneven_last_batch, 2):
+        assert "same number of examples" in message and "rank 0: 8, rank 1: 6" in message

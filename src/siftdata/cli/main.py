@@ -7,6 +7,7 @@ written there once) and is validated before any data is loaded or any reference 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -348,6 +349,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_one_process(command: str) -> None:
+    """Under torchrun every rank would run the whole command and write the same files: only
+    ``train`` knows how to share the work, the others are refused (on every rank alike)."""
+    if command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            f"`siftdata {command}` runs on one process; under torchrun (WORLD_SIZE="
+            f"{os.environ['WORLD_SIZE']}) only `siftdata train` shares its work across ranks"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -359,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
     }
     try:
+        _check_one_process(args.command)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"siftdata {args.command}: error: {err}", file=sys.stderr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .._batch import index_inputs
@@ -36,6 +37,7 @@ __all__ = [
     "select_batch_global",
     "take_share",
     "observe_global",
+    "check_equal_shares",
 ]
 
 
@@ -93,6 +95,7 @@ def select_batch_global(
     group: Any = None,
     loss_fn: LossFn = per_example_loss,
     forward: ScoringForward | None = None,
+    check_shares: bool = True,
 ) -> GlobalSelection:
     """:func:`~siftdata.online.select_batch` over the super-batch of all ranks of ``group``.
 
@@ -101,13 +104,34 @@ def select_batch_global(
     this rank's examples when the scorer needs it, then one all-gather per tensor the scorer
     needs (ids, labels, losses or outputs); no host sync. With one process it is
     :func:`~siftdata.online.select_batch`.
+
+    With ``check_shares`` (default) the ranks first compare their example counts (one 8-byte
+    all-gather and a host sync): an uneven last batch is refused on every rank with
+    ``ValueError`` (drop it: ``DataLoader(drop_last=True)``) instead of crashing the collective.
+    A loop whose shares are equal by construction may turn it off.
     """
     world = world_of(group)
     even_share(k, world, "k (the number selected per step)")
+    if check_shares:
+        check_equal_shares(ids.shape[0], world, ids.device)
     local = forward_for_scoring(
         model, inputs, labels, ids, needs=scorer.needs, loss_fn=loss_fn, forward=forward
     )
     return select_global(gather_scoring_batch(local, world), k, scorer, selector, world)
+
+
+def check_equal_shares(rows: int, world: World, device) -> None:
+    """Raise ``ValueError`` on every rank unless every rank holds ``rows`` examples."""
+    if not world.distributed:
+        return
+    counts = all_gather_rows(torch.tensor([rows], dtype=torch.int64, device=device), world)
+    counts = counts.tolist()  # one host sync
+    if len(set(counts)) > 1:
+        shown = ", ".join(f"rank {r}: {c}" for r, c in enumerate(counts))
+        raise ValueError(
+            f"every rank must pass the same number of examples to a global selection ({shown}); "
+            "drop the uneven last batch (DataLoader(drop_last=True)) or pad every rank alike"
+        )
 
 
 def take_share(selection: GlobalSelection, inputs: Any, labels: Tensor | None = None):
