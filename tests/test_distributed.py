@@ -453,3 +453,29 @@ def _uneven_last_batch(rank, world_size):
 def test_an_uneven_last_batch_is_refused_on_every_rank_instead_of_crashing_the_collective():
     for message in run_ranks(_uneven_last_batch, 2):
         assert "same number of examples" in message and "rank 0: 8, rank 1: 6" in message
+
+
+def test_siftdata_bench_under_torchrun_matches_one_process(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from siftdata.cli.main import main
+
+    argv = ["bench", "noisy-fmnist", "--methods", "uniform,learnability+stale", "--seeds", "1"]
+    argv += [*TINY_TRAIN, "--budgets", "0.5,1", "--schedule", "cosine"]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = [*torchrun, "-m", "siftdata", *argv, "--out", str(tmp_path / "two")]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("report:") == 1  # rank 0 reports
+
+    def rows(folder):
+        keys = ("method", "budget", "seed", "step", "test_acc", "mislabeled_selected")
+        lines = (tmp_path / folder / "metrics.jsonl").read_text().splitlines()
+        return [{k: r[k] for k in keys} for r in map(json.loads, lines)]
+
+    assert rows("one") == rows("two")
+    summary = [json.loads((tmp_path / f / "summary.json").read_text()) for f in ("one", "two")]
+    assert summary[0]["budget_sweep"].keys() == summary[1]["budget_sweep"].keys()

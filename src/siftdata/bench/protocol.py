@@ -99,20 +99,25 @@ def _say_skipped(done: int, total: int) -> None:
         )
 
 
-def run_all(out: Path, sweep, train_cfg, run_one: Callable[..., list[dict]]) -> list[dict]:
+def run_all(
+    out: Path, sweep, train_cfg, run_one: Callable[..., list[dict]], *, lead: bool = True
+) -> list[dict]:
     """Every (seed, method, budget) of ``sweep`` through ``run_one(name, seed, budget,
     checkpoint=path)``, skipping the runs an earlier, interrupted sweep in ``out`` finished.
 
     After each run the records so far are rewritten to ``out/metrics.jsonl`` (with, at the end,
     those of earlier runs this sweep no longer asks for: nothing is lost); the run's checkpoint
     under ``out/checkpoints`` lets an interrupted run resume, and is removed once it finished.
+    With several ranks every rank runs the sweep (``run_one`` shares each run's work) and only
+    the ``lead`` rank writes and reports.
     """
     earlier = finished_runs(out / "metrics.jsonl")
     runs = sweep_runs(sweep, train_cfg)
-    _say_skipped(sum(key in earlier for key in runs), len(runs))
+    if lead:
+        _say_skipped(sum(key in earlier for key in runs), len(runs))
     others = [r for key, rs in earlier.items() if key not in set(runs) for r in rs]
     records: list[dict] = []
-    for seed, name, budget in tqdm(runs, desc="runs", disable=not train_cfg.progress):
+    for seed, name, budget in tqdm(runs, desc="runs", disable=not (train_cfg.progress and lead)):
         if (seed, name, budget) in earlier:
             records += earlier[(seed, name, budget)]
             continue
@@ -120,8 +125,9 @@ def run_all(out: Path, sweep, train_cfg, run_one: Callable[..., list[dict]]) -> 
         with fs_errors(checkpoint.parent):
             checkpoint.parent.mkdir(exist_ok=True)
         records += run_one(name, seed, budget, checkpoint=checkpoint)
-        write_records(out / "metrics.jsonl", records + others)
-        _remove_run_files(checkpoint)
+        if lead:
+            write_records(out / "metrics.jsonl", records + others)
+            _remove_run_files(checkpoint)
     return records
 
 
@@ -141,16 +147,20 @@ def sweep_summary(records: list[dict], sweep) -> dict:
     return summary
 
 
-def run_scenario(out: Path, scenario: Scenario, sweep, train_cfg) -> dict:
+def run_scenario(out: Path, scenario: Scenario, sweep, train_cfg, *, lead: bool = True) -> dict:
     """Check, write ``config.json``, prepare, run the sweep and write ``summary.json`` into
-    ``out``; return the summary."""
+    ``out``; return the summary. Only the ``lead`` rank writes (a scenario that runs on several
+    ranks prepares and runs on all of them)."""
     scenario.check()
     config = scenario.config()
-    atomic_write_text(out / "config.json", json.dumps({"name": scenario.name, **config}, indent=2))
+    if lead:
+        text = json.dumps({"name": scenario.name, **config}, indent=2)
+        atomic_write_text(out / "config.json", text)
     scenario.prepare(out)
-    records = run_all(out, sweep, train_cfg, scenario.run_one)
+    records = run_all(out, sweep, train_cfg, scenario.run_one, lead=lead)
     summary = sweep_summary(records, sweep)
     summary.update(scenario=scenario.name, config=config)
     summary.update(scenario.extras(records))
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if lead:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

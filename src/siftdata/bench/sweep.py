@@ -146,15 +146,22 @@ def _learner(name: str, seed: int, d: dict, ref, scenario, selection, super_batc
     return method, model, (ref.cost if spec.uses_reference else None)
 
 
-def _run_one(name, seed, budget, d, ref, scenario, train_cfg, selection, checkpoint) -> list[dict]:
+def _run_one(
+    name, seed, budget, d, ref, scenario, train_cfg, selection, checkpoint, world=None
+) -> list[dict]:
     method, model, cost = _learner(
         name, seed, d, ref, scenario, selection, train_cfg.super_batch_factor
     )
+    world = world or World()
+    if world.distributed:
+        model = _data_parallel(model)
     config = replace(train_cfg, steps=round(budget * train_cfg.steps), seed=seed)
     tags = {"budget": budget, "steps_budget": config.steps, "base_steps": train_cfg.steps}
     data = train_data(d)
     ckpt = {"checkpoint_path": checkpoint, "selection_log": selection_log_for(checkpoint, config)}
-    return train(model, method, data, config, reference_cost=cost, tags=tags, **ckpt).records
+    return train(
+        model, method, data, config, reference_cost=cost, tags=tags, world=world, **ckpt
+    ).records
 
 
 @dataclass
@@ -166,6 +173,8 @@ class NoisyFmnistScenario:
     train_cfg: TrainConfig
     selection: SelectionConfig
     name: str = "noisy-fmnist"
+    world: World = field(default_factory=World)
+    """The ranks sharing each run (under torchrun); rank 0 builds the reference cache first."""
     data: dict | None = field(default=None, init=False, repr=False)
     ref: object = field(default=None, init=False, repr=False)
 
@@ -191,13 +200,14 @@ class NoisyFmnistScenario:
     def prepare(self, out: Path) -> None:
         self.data = prepare_data(self.scenario, self.train_cfg.seed)
         if any(parse_method(m).uses_reference for m in self.sweep.methods):
-            self.ref = reference_for(
-                self.scenario,
-                self.data,
-                out,
-                seed=self.train_cfg.seed,
-                progress=self.train_cfg.progress,
-            )
+            with leader_first(self.world):  # rank 0 trains and caches it, the others load it
+                self.ref = reference_for(
+                    self.scenario,
+                    self.data,
+                    out,
+                    seed=self.train_cfg.seed,
+                    progress=self.train_cfg.progress and self.world.rank == 0,
+                )
 
     def run_one(self, method: str, seed: int, budget: float, *, checkpoint=None) -> list[dict]:
         return _run_one(
@@ -210,6 +220,7 @@ class NoisyFmnistScenario:
             self.train_cfg,
             self.selection,
             checkpoint,
+            self.world,
         )
 
     def extras(self, records: list[dict]) -> dict:
@@ -228,12 +239,14 @@ def run_noisy_fmnist(
     sweep: SweepConfig,
     train_cfg: TrainConfig,
     selection: SelectionConfig,
+    world: World | None = None,
 ) -> dict:
     """Run every (seed, method, budget); write ``config.json``, ``metrics.jsonl`` (after each run)
-    and ``summary.json`` into ``out``; return the summary."""
-    return run_scenario(
-        out, NoisyFmnistScenario(scenario, sweep, train_cfg, selection), sweep, train_cfg
-    )
+    and ``summary.json`` into ``out``; return the summary. On several ranks (``world``) each run
+    is shared by all of them, with one global selection, and rank 0 writes."""
+    world = world or World()
+    bench = NoisyFmnistScenario(scenario, sweep, train_cfg, selection, world=world)
+    return run_scenario(out, bench, sweep, train_cfg, lead=world.rank == 0)
 
 
 def _reference_separation(ref, d: dict) -> dict:

@@ -7,17 +7,18 @@ written there once) and is validated before any data is loaded or any reference 
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
 from pathlib import Path
 
 from ..bench.noisy_fmnist import NoisyFmnistConfig
 from ..bench.sweep import SweepConfig, check_options
-from ..distributed import join_from_environment
+from ..distributed import World, join_from_environment
 from ..online import SelectionConfig, parse_method
 from ..training.loop import TrainConfig
 from ._args import add_config_options, config_from_args
-from .run_folders import SWEEP_ADDITIVE, add_out, open_run, open_run_on_ranks
+from .ranks import check_one_process, open_run_on_ranks
+from .run_folders import SWEEP_ADDITIVE, add_out, open_run
 
 __all__ = ["main", "build_parser", "DEMO_STEPS", "DEMO_METHODS"]
 
@@ -164,14 +165,19 @@ def _print_summary(out: Path) -> None:
     print(f"\nreport: {write_report(out)}")
 
 
-def _run_scenario(args: argparse.Namespace, classes: dict[str, type], check, run) -> int:
+def _run_scenario(
+    args: argparse.Namespace, classes: dict[str, type], check, run, world=None
+) -> int:
     """Build each config group from ``args``, ``check(**configs)`` before any data is loaded,
-    then ``run(out, **configs)`` in the claimed run folder and print the summary."""
+    then ``run(out, **configs)`` in the claimed run folder and print the summary (rank 0)."""
+    world = world or World()
     configs = {key: config_from_args(cls, args) for key, cls in classes.items()}
     check(**configs)
-    with open_run(args, f"bench {args.scenario}", configs, SWEEP_ADDITIVE) as out:
+    command = f"bench {args.scenario}"
+    with open_run_on_ranks(args, command, configs, SWEEP_ADDITIVE, world) as out:
         run(out, **configs)
-        _print_summary(out)
+        if world.rank == 0:
+            _print_summary(out)
     return 0
 
 
@@ -259,7 +265,9 @@ def _bench(args: argparse.Namespace) -> int:
             scenario, train_cfg, sweep.methods, budgets, selection, selecting_budgets=sweep.budgets
         )
 
-    return _run_scenario(args, classes, check, run_noisy_fmnist)
+    world = join_from_environment()  # several ranks under torchrun
+    run = functools.partial(run_noisy_fmnist, world=world)
+    return _run_scenario(args, classes, check, run, world)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -349,16 +357,6 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_one_process(command: str) -> None:
-    """Under torchrun every rank would run the whole command and write the same files: only
-    ``train`` knows how to share the work, the others are refused (on every rank alike)."""
-    if command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError(
-            f"`siftdata {command}` runs on one process; under torchrun (WORLD_SIZE="
-            f"{os.environ['WORLD_SIZE']}) only `siftdata train` shares its work across ranks"
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
     }
     try:
-        _check_one_process(args.command)
+        check_one_process(args)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"siftdata {args.command}: error: {err}", file=sys.stderr)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from ..distributed import share_from_leader
 from ..training.config import WATCH_OPTIONS
 from ..training.run_folder import open_run_folder
 
-__all__ = ["SWEEP_ADDITIVE", "add_out", "open_run", "open_run_on_ranks", "recorded_options"]
+__all__ = ["SWEEP_ADDITIVE", "add_out", "open_run", "recorded_options"]
 
 SWEEP_ADDITIVE = ("methods", "seeds", "budgets", "uniform_budgets")
 """Sweep options that only add runs: finished runs stay valid, so ``--resume`` may change them."""
@@ -55,31 +53,6 @@ def _out(args: argparse.Namespace) -> str | Path:
     if args.out is None:
         return Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
     return args.out
-
-
-@contextlib.contextmanager
-def open_run_on_ranks(
-    args: argparse.Namespace, command: str, configs: dict, additive: tuple[str, ...], world
-) -> Iterator[Path]:
-    """:func:`open_run` on rank 0, whose folder (or refusal) every rank then shares: the others
-    neither lock nor claim it, and a refusal is the same one-line error on every rank."""
-    if not world.distributed:
-        with open_run(args, command, configs, additive) as out:
-            yield out
-        return
-    with contextlib.ExitStack() as stack:
-        out, failure = None, None
-        if world.rank == 0:
-            try:
-                out = str(stack.enter_context(open_run(args, command, configs, additive)))
-            except Exception as err:
-                failure = err
-        shared, message = share_from_leader((out, None if failure is None else str(failure)), world)
-        if failure is not None:
-            raise failure
-        if message is not None:
-            raise ValueError(message)
-        yield Path(shared)
 
 
 def open_run(
