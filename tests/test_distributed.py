@@ -343,7 +343,7 @@ TINY_TRAIN += ["--holdout-size", "2000", "--reference-val-size", "200", "--devic
 def _records(path):
     import json
 
-    keys = ("step", "test_acc", "mislabeled_selected", "examples_trained")
+    keys = ("step", "test_acc", "mislabeled_selected", "examples_trained", "flops")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return [{k: r[k] for k in keys} for r in rows], [r["train_loss"] for r in rows[1:]]
 

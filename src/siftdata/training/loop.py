@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .._seeding import derive_seed
 from ..core.scores import per_example_loss
 from ..distributed import World
+from ..distributed.ledger import RankSummedLedger
 from ..ledger import ComputeLedger
 from ..online.methods import SelectionMethod
 from ..online.step import LossFn
@@ -143,6 +144,8 @@ def train(
     parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
     if selection_log is not None:
         parts["selection_log"] = SelectionLog(selection_log, data.ids, write=world.rank == 0)
+    if world.distributed:  # the records count the whole step's compute, not one rank's share
+        parts["recorder"].ledger = RankSummedLedger(parts["ledger"], world)
     loop = Loop(model, method, data, config, parts, world)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     run_id = None
@@ -226,4 +229,6 @@ def _run(loop: Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> Tra
     if loop.selection_log is not None:
         loop.selection_log.flush(loop.step)
     write_records(metrics_path, loop.recorder.records)
-    return TrainResult(loop.recorder.records, loop.ledger.totals(), loop.step, resumed_from)
+    return TrainResult(
+        loop.recorder.records, loop.recorder.ledger.totals(), loop.step, resumed_from
+    )
