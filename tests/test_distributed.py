@@ -183,18 +183,35 @@ def test_one_process_is_a_world_of_one():
 
 # --- the training loop on W ranks: the same selections, the same learner --------------------
 
-LOOP_METHODS = ["learnability", "learnability+stale", "importance", "uniform", "infobatch"]
+LOOP_METHODS = [
+    "learnability",
+    "learnability+stale",
+    "importance",
+    "importance-open",  # the gate open (τ threshold just above 1): importance selects
+    "uniform",
+    "infobatch",
+]
 
 
 class _Stop(Exception):
     """An interruption after a given step."""
 
 
+def _loop_method(name):
+    from test_train import _method
+
+    if name == "infobatch":
+        return _method("uniform")
+    if name == "importance-open":
+        return _method("importance", tau_threshold=1.0001)
+    return _method(name)
+
+
 def _loop_run(rank, world_size, name, steps, folder=None, stop=None):
     from torch.nn.parallel import DistributedDataParallel
 
     from siftdata.online.infobatch import InfoBatchSource
-    from test_train import N, _config, _data, _method, _model
+    from test_train import N, _config, _data, _model
 
     model = _model(seed=1)
     rows: set[tuple[bool, int]] = set()  # (training forward?, rows) of every forward
@@ -216,7 +233,7 @@ def _loop_run(rank, world_size, name, steps, folder=None, stop=None):
     with contextlib.suppress(_Stop):
         result = train(
             model,
-            _method("uniform" if name == "infobatch" else name),
+            _loop_method(name),
             _data(),
             config,
             source=source,
@@ -479,3 +496,21 @@ def test_siftdata_bench_under_torchrun_matches_one_process(tmp_path):
     assert rows("one") == rows("two")
     summary = [json.loads((tmp_path / f / "summary.json").read_text()) for f in ("one", "two")]
     assert summary[0]["budget_sweep"].keys() == summary[1]["budget_sweep"].keys()
+
+
+def _sources_that_disagree(rank, world_size):
+    from siftdata.online.infobatch import InfoBatchSource
+    from test_train import N, _config, _data, _method, _model
+
+    model = torch.nn.parallel.DistributedDataParallel(_model())
+    source = InfoBatchSource(N, epochs=3, seed=2 + rank)  # each rank would draw its own batches
+    try:
+        train(model, _method("uniform"), _data(), _config(), source=source, world=world_of())
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_batch_sources_that_would_draw_other_super_batches_are_refused_on_every_rank():
+    for message in run_ranks(_sources_that_disagree, 2):
+        assert "the ranks disagree on the batch source" in message

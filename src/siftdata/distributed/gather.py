@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..core.pairwise import PairEmbeddings
-from ..scoring.scorers import ScoringBatch
+from ..scoring.scorers import FORWARD_NEEDS, Need, ScoringBatch
 from .world import World
 
 __all__ = ["all_gather_rows", "gather_outputs", "gather_scoring_batch"]
@@ -49,10 +49,12 @@ def gather_scoring_batch(
     local: ScoringBatch,
     world: World,
     *,
+    needs: frozenset[Need] = FORWARD_NEEDS,
     ids: Tensor | None = None,
     labels: Tensor | None = None,
 ) -> ScoringBatch:
-    """The scorer's inputs over the global super-batch from each rank's share.
+    """The scorer's inputs over the global super-batch from each rank's share: only what
+    ``needs`` lists (a loss-only scorer gets the losses, never the logits behind them).
 
     ``ids`` and ``labels`` of the whole super-batch, when this rank already has them (the
     training loop does), are used as they are instead of being gathered.
@@ -63,7 +65,8 @@ def gather_scoring_batch(
         ids = all_gather_rows(local.ids, world)
     if labels is None and local.labels is not None:
         labels = all_gather_rows(local.labels, world)
-    loss = None if local.loss is None else all_gather_rows(local.loss, world)
-    return ScoringBatch(
-        ids=ids, labels=labels, outputs=gather_outputs(local.outputs, world), loss=loss
-    )
+    loss = None
+    if local.loss is not None and Need.LOSS in needs:
+        loss = all_gather_rows(local.loss, world)
+    outputs = gather_outputs(local.outputs, world) if Need.OUTPUTS in needs else None
+    return ScoringBatch(ids=ids, labels=labels, outputs=outputs, loss=loss)

@@ -41,7 +41,8 @@ def share_from_leader(value: Any, world: World) -> Any:
     if not world.distributed:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=dist.get_global_rank(world.group or dist.group.WORLD, 0))
+    group = world.group or dist.group.WORLD
+    dist.broadcast_object_list(box, src=dist.get_global_rank(group, 0), group=world.group)
     return box[0]
 
 

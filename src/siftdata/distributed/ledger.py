@@ -2,9 +2,12 @@
 
 Each rank's :class:`~siftdata.ledger.ComputeLedger` counts its own share (a ``B/W`` scoring
 forward, a ``b/W`` training step). :class:`RankSummedLedger` reports the run's compute: the
-per-step phases' FLOPs summed over ranks (the work a one-process run does) and their seconds
-the slowest rank's (the wall-clock the step took); the one-off phases (the reference's cache fill
-and training, done once), and evaluation (every rank evaluates alike), as one rank counted them.
+shared phases' FLOPs (scoring and training, split into shares) summed over ranks and their
+seconds the slowest rank's (the wall-clock the step took); the phases every rank runs alike over
+the gathered batch (selection, remembering), the one-off ones (the reference's cache fill and
+training, done once) and evaluation as one rank counted them. A per-example method's FLOPs are
+then a one-process run's; JEST's pair loss costs more on W ranks (each rank's rows and columns
+against all b pairs: twice the one-process matrix), and that extra is counted.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from .world import World
 
 __all__ = ["RankSummedLedger", "SHARED_PHASES"]
 
-SHARED_PHASES = ("score", "select", "remember", "train")
-"""Phases whose work the ranks share at every step."""
+SHARED_PHASES = ("score", "train")
+"""Phases whose work the ranks split at every step (each does its share); the selection and the
+remembering run alike on every rank over the gathered batch, so one rank's count is the run's."""
 
 
 class RankSummedLedger:
-    """A ledger whose :meth:`totals` is the whole run's (a collective: every rank calls it alike);
-    everything else is this rank's own ledger."""
+    """A ledger whose :meth:`totals` is the whole run's — **a collective**: every rank must call
+    it alike (the training loop does, at each record and at the end); tracking, adding and
+    saving are this rank's own ledger's."""
 
     def __init__(self, ledger: ComputeLedger, world: World) -> None:
         self.ledger, self.world = ledger, world

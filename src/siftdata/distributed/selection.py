@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .._batch import index_inputs
@@ -117,13 +118,16 @@ def select_batch_global(
     local = forward_for_scoring(
         model, inputs, labels, ids, needs=scorer.needs, loss_fn=loss_fn, forward=forward
     )
-    return select_global(gather_scoring_batch(local, world), k, scorer, selector, world)
+    batch = gather_scoring_batch(local, world, needs=scorer.needs)
+    return select_global(batch, k, scorer, selector, world)
 
 
 def check_equal_shares(rows: int, world: World, device) -> None:
     """Raise ``ValueError`` on every rank unless every rank holds ``rows`` examples."""
     if not world.distributed:
         return
+    if dist.get_backend(world.group) == "nccl" and torch.device(device).type != "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())  # NCCL gathers GPU tensors
     counts = all_gather_rows(torch.tensor([rows], dtype=torch.int64, device=device), world)
     counts = counts.tolist()  # one host sync
     if len(set(counts)) > 1:

@@ -30,6 +30,7 @@ class PerShardSelector:
     def __init__(self, selector: Selector, shards: int) -> None:
         self.selector = selector
         self.shards = check_int_range(shards, "shards", low=1)
+        self.check_values = getattr(selector, "check_values", False)  # choose() honours it
 
     def select(self, scores: Tensor, k: int) -> Selection:
         check_vector(scores, "scores")

@@ -24,14 +24,14 @@ from tqdm.auto import tqdm
 
 from .._seeding import derive_seed
 from ..core.scores import per_example_loss
-from ..distributed import World
+from ..distributed import World, leader_first
 from ..distributed.ledger import RankSummedLedger
 from ..ledger import ComputeLedger
 from ..online.methods import SelectionMethod
 from ..online.step import LossFn
 from .checkpoint import save_checkpoint
 from .config import ReferenceCost, TrainConfig, TrainData
-from .preflight import check_before_training
+from .preflight import check_before_training, check_same_source
 from .recorder import ClassificationEvaluator, Evaluator, Recorder, write_records
 from .run_folder import run_folder_lock
 from .run_state import identity_file, run_identity, start_run
@@ -146,14 +146,16 @@ def train(
         parts["selection_log"] = SelectionLog(selection_log, data.ids, write=world.rank == 0)
     if world.distributed:  # the records count the whole step's compute, not one rank's share
         parts["recorder"].ledger = RankSummedLedger(parts["ledger"], world)
+    check_same_source(parts["source"], world)
     loop = Loop(model, method, data, config, parts, world)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     run_id = None
     if ckpt is not None:
         run_id = run_identity(unwrap(model), method, data, config, identity, world)
     with _on_device(device), contextlib.ExitStack() as stack:
-        if ckpt is not None and world.rank == 0:
-            stack.enter_context(run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"))
+        with leader_first(world):  # a refused lock stops every rank, not rank 0 alone
+            if ckpt is not None and world.rank == 0:
+                stack.enter_context(run_folder_lock(ckpt.parent, name=f".{ckpt.name}.lock"))
         return _run(loop, ckpt, run_id, metrics_path, on_step, reference_cost)
 
 
@@ -218,7 +220,7 @@ def _run(loop: Loop, ckpt, run_id, metrics_path, on_step, reference_cost) -> Tra
             and config.checkpoint_every
             and loop.step % config.checkpoint_every == 0
         ):
-            loop.recorder.check_finite()  # never overwrite a good checkpoint with a diverged state
+            loop.check_finite()  # never overwrite a good checkpoint with a diverged state
             state = loop.state_dict(run_id)  # a collective with several ranks
             if loop.selection_log is not None:
                 loop.selection_log.flush(loop.step)  # the log as far as the checkpoint

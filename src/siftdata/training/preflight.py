@@ -3,6 +3,9 @@ run's compute, or give a plausible but wrong answer without a word."""
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +21,7 @@ from ..online.step import LossFn
 from ..store import dataset_fingerprint
 from .config import TrainConfig, TrainData
 
-__all__ = ["check_before_training"]
+__all__ = ["check_before_training", "check_same_source"]
 
 
 def check_before_training(
@@ -73,6 +76,35 @@ def _check_ranks_agree(method, data: TrainData, config: TrainConfig, world: Worl
         "the pool's ids": dataset_fingerprint(data.ids),
     }
     check_same_on_every_rank(facts, world)
+
+
+def check_same_source(source: Any, world: World) -> None:
+    """Every rank's batch source must hand out the same super-batches: its kind and the digest
+    of its state (seed, generator, cursor) must agree (one collective)."""
+    if world.distributed:
+        facts = {"the batch source": f"{type(source).__name__} {_digest(source.state_dict())}"}
+        check_same_on_every_rank(facts, world)
+
+
+def _digest(state: Any) -> str:
+    """A hash of a (nested) state dict's values: tensors by their bytes, the rest by repr."""
+    h = hashlib.sha256()
+
+    def add(value: Any) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value, key=str):
+                h.update(str(key).encode())
+                add(value[key])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                add(item)
+        elif isinstance(value, Tensor):
+            h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+
+    add(state)
+    return h.hexdigest()[:16]
 
 
 def _check_shares(method: SelectionMethod, config: TrainConfig, world: World) -> None:

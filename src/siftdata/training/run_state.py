@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_text
+from ..distributed import leader_first
 from ..store import dataset_fingerprint
 from .checkpoint import RESTART_HINT, CheckpointError, check_identity, load_checkpoint
 from .config import WATCH_OPTIONS, TrainConfig, TrainData
@@ -81,8 +82,10 @@ def start_run(loop, ckpt: Path | None, run_id, reference_cost) -> int | None:
     """Resume from the checkpoint, or claim the run, charge the reference and record step 0."""
     if ckpt is not None and ckpt.exists():
         return _resume(loop, ckpt, run_id)
-    if ckpt is not None and loop.world.rank == 0:
-        _claim_identity(ckpt, run_id)
+    if ckpt is not None:
+        with leader_first(loop.world):  # another run's identity stops every rank
+            if loop.world.rank == 0:
+                _claim_identity(ckpt, run_id)
     if reference_cost is not None:
         loop.ledger.add(
             "reference", flops=reference_cost.forward_flops, seconds=reference_cost.forward_seconds

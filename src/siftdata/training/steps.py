@@ -119,7 +119,7 @@ class Loop:
             forward=m.scoring_forward,
         )
         labels = self.data.labels.index_select(0, positions) if y is not None else None
-        return x, y, gather_scoring_batch(local, w, ids=ids, labels=labels)
+        return x, y, gather_scoring_batch(local, w, needs=m.scorer.needs, ids=ids, labels=labels)
 
     def _source_weights(self, positions: Tensor) -> Tensor | None:
         """The batch source's loss weights (an epoch-pruning source up-weights what it keeps)."""
@@ -141,7 +141,7 @@ class Loop:
                 observe_global(m.scorer, ids, losses, w)
             if watches:  # τ from the trained batch while the gate does not score
                 batch = ScoringBatch(ids=ids, labels=y, outputs=outputs.detach(), loss=losses)
-                m.policy.observe(m.scorer(gather_scoring_batch(batch, w)))
+                m.policy.observe(m.scorer(gather_scoring_batch(batch, w, needs=m.scorer.needs)))
 
     def _ids(self, positions: Tensor) -> Tensor:
         return positions if self.ids_are_positions else self.data.ids.index_select(0, positions)
@@ -182,19 +182,37 @@ class Loop:
             self.optimizer.step()
         return outputs, losses, loss
 
-    def record(self) -> dict[str, Any]:
-        """Evaluate and append a record (on every rank; the training loss averaged over ranks)."""
-        check_missing(self.method.scorer)  # ids without a cached score, met since the last record
-        if self.world.distributed:  # equal shares: the mean of the ranks' means is the mean
+    def check_finite(self) -> None:
+        """Raise :class:`~siftdata.training.recorder.DivergedError` if a step's loss was NaN or
+        inf, on every rank alike when one rank's share diverged (a collective with several)."""
+        if self.world.distributed:
+            self.recorder.fold()
+            worst = self.recorder.first_bad.clone()
+            dist.all_reduce(worst, op=dist.ReduceOp.MAX, group=self.world.group)
+            self.recorder.first_bad = worst
+        self.recorder.check_finite()
+
+    def _average_loss_over_ranks(self) -> None:
+        """Every rank's loss sum becomes the ranks' mean (equal shares: the mean of the ranks'
+        means is the mean); averaging again later changes nothing already averaged."""
+        if self.world.distributed:
             self.recorder.fold()
             dist.all_reduce(self.recorder.loss_sum, group=self.world.group)
             self.recorder.loss_sum /= self.world.size
+
+    def record(self) -> dict[str, Any]:
+        """Evaluate and append a record (on every rank; the training loss averaged over ranks)."""
+        check_missing(self.method.scorer)  # ids without a cached score, met since the last record
+        self.check_finite()
+        self._average_loss_over_ranks()
         return self.recorder.record(
             self.module, step=self.step, lr=self.base_lrs[0] * self.lr_factor()
         )
 
     def state_dict(self, identity: dict[str, Any]) -> dict[str, Any]:
-        """The run's state; with several ranks a collective (every rank's RNG state is kept)."""
+        """The run's state; with several ranks a collective (every rank's RNG state is kept, and
+        the loss since the last record is averaged so rank 0's copy holds the run's)."""
+        self._average_loss_over_ranks()
         rng = global_rng_state()
         if self.world.distributed:
             states: list[Any] = [None] * self.world.size
@@ -226,7 +244,13 @@ class Loop:
         rng = state["rng"]
         set_global_rng_state(rng["ranks"][self.world.rank] if "ranks" in rng else rng)
         self.step = int(state["step"])
-        if self.selection_log is not None and "selections" in state:
+        if self.selection_log is not None:
+            if "selections" not in state:
+                raise ValueError(
+                    f"the checkpoint at step {self.step} was written without a selection log "
+                    "(--record-selections): the log would miss the steps before it; resume "
+                    "without it, or start again in another folder"
+                )
             self.selection_log.load_state_dict(state["selections"], self.step)
 
 
