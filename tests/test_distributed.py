@@ -514,3 +514,33 @@ def _sources_that_disagree(rank, world_size):
 def test_batch_sources_that_would_draw_other_super_batches_are_refused_on_every_rank():
     for message in run_ranks(_sources_that_disagree, 2):
         assert "the ranks disagree on the batch source" in message
+
+
+def _flexi_on_ranks(rank, world_size):
+    from siftdata.distributed import global_sigmoid_loss
+    from siftdata.online.pair_methods import PairSelectionConfig, build_pair_method
+    from test_pair_training import _config, _data, _evaluator, _towers
+
+    data, reference = _data()
+    model = torch.nn.parallel.DistributedDataParallel(_towers())
+    config = PairSelectionConfig(chunks=4)
+    method = build_pair_method("jest-flexi", config=config, reference=reference)
+    world = world_of()
+    try:
+        train(
+            model,
+            method,
+            data,
+            _config(steps=4),
+            loss_fn=global_sigmoid_loss(world),
+            evaluator=_evaluator,
+            world=world,
+        )
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_multi_resolution_training_is_refused_on_several_ranks_with_a_clear_message():
+    for message in run_ranks(_flexi_on_ranks, 2):
+        assert "runs the model more than once per step" in message
