@@ -35,3 +35,12 @@ def test_a_metrics_line_without_its_fields_names_them(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0, "method": "uniform"}\n')
     assert main(["report", str(tmp_path), "--no-plots"]) == 2
     assert "line 1 lacks or mistypes ['seed', 'test_acc'" in capsys.readouterr().err
+
+
+def test_a_budget_that_is_not_a_number_names_the_file_and_line(tmp_path, capsys):
+    good = {"method": "uniform", "seed": 0, "step": 0, "test_acc": 0.5, "flops": 1, "seconds": 1.0}
+    bad = {**good, "step": 10, "budget": "half"}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.jsonl: line 2 lacks or mistypes ['budget']" in err

@@ -62,6 +62,9 @@ def _read_metrics(path: Path) -> list[dict]:
             if isinstance(rec, dict)
             else ["(not a JSON object)"]
         )
+        budget = rec.get("budget", 1.0) if isinstance(rec, dict) else 1.0
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+            bad.append("budget")
         if bad:
             raise _bad_file(path, f"line {n} lacks or mistypes {bad}", redo)
         records.append(rec)

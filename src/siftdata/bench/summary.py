@@ -147,7 +147,9 @@ def group_runs(records: Iterable[dict]) -> dict[RunKey, list[dict]]:
         try:
             key = (r["method"], r["seed"], float(r.get("budget", 1.0)))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ValueError(f"record {i} has no valid method, seed or budget: {err!r}") from err
+            raise ValueError(
+                f"record {i + 1} (counting from 1) has no valid method, seed or budget: {err!r}"
+            ) from err
         runs[key].append(r)
     return {k: sorted(v, key=lambda r: r["step"]) for k, v in runs.items()}
 
