@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ._validation import check_seed
+
 __all__ = ["derive_seed", "seeded"]
 
 
@@ -33,8 +35,7 @@ def derive_seed(seed: int, purpose: str) -> int:
     int
         A nonnegative seed below ``2**63``, the same on every platform and Python version.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_seed(seed)
     if not isinstance(purpose, str) or not purpose:
         raise ValueError(f"purpose must be a non-empty string, got {purpose!r}")
     digest = hashlib.blake2b(f"{seed}:{purpose}".encode(), digest_size=8).digest()

@@ -141,12 +141,13 @@ def train(
     device = _device_of(model)
     data = data.to(device)
     check_before_training(unwrap(model), method, data, config, loss_fn, world)
+    if source is not None:  # the default source is seeded from the options the ranks agree on
+        check_same_source(source, world)
     parts = _parts(model, method, data, config, device, loss_fn, optimizer, source, evaluator, tags)
     if selection_log is not None:
         parts["selection_log"] = SelectionLog(selection_log, data.ids, write=world.rank == 0)
     if world.distributed:  # the records count the whole step's compute, not one rank's share
         parts["recorder"].ledger = RankSummedLedger(parts["ledger"], world)
-    check_same_source(parts["source"], world)
     loop = Loop(model, method, data, config, parts, world)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     run_id = None

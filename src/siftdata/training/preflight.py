@@ -51,10 +51,7 @@ def check_before_training(
             )
     shards = getattr(method.selector, "shards", 1)  # per-rank ("local") selection
     if method.selects and shards > 1:
-        local = World(size=shards)
-        even_share(config.batch_size, local, "batch_size (b) for local_shards")
-        big_b = config.super_batch_size(selects=True, name=repr(method.name))
-        even_share(big_b, local, "the super-batch (B) for local_shards")
+        _check_shares(method, config, World(size=shards), " for local_shards")
     _check_policy(method, config)
     _check_cached_ids(method, data)
     _check_labels(model, data, loss_fn)
@@ -113,12 +110,14 @@ def _digest(state: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_shares(method: SelectionMethod, config: TrainConfig, world: World) -> None:
-    """Every rank trains ``b / W`` and scores ``B / W``: both must divide evenly."""
-    even_share(config.batch_size, world, "batch_size (b, the examples trained per step)")
+def _check_shares(
+    method: SelectionMethod, config: TrainConfig, world: World, why: str = ""
+) -> None:
+    """Every rank (or local shard) trains ``b / W`` and scores ``B / W``: both must divide."""
+    even_share(config.batch_size, world, f"batch_size (b, the examples trained per step){why}")
     if method.selects:
         big_b = config.super_batch_size(selects=True, name=repr(method.name))
-        even_share(big_b, world, "the super-batch (B = super_batch_factor · b)")
+        even_share(big_b, world, f"the super-batch (B = super_batch_factor · b){why}")
 
 
 def _check_policy(method: SelectionMethod, config: TrainConfig) -> None:

@@ -118,7 +118,9 @@ class Loop:
             loss_fn=self.loss_fn,
             forward=m.scoring_forward,
         )
-        labels = self.data.labels.index_select(0, positions) if y is not None else None
+        labels = None  # the super-batch's labels, when the gather needs them (one process: not)
+        if w.distributed and y is not None:
+            labels = self.data.labels.index_select(0, positions)
         return x, y, gather_scoring_batch(local, w, needs=m.scorer.needs, ids=ids, labels=labels)
 
     def _source_weights(self, positions: Tensor) -> Tensor | None:
@@ -185,12 +187,16 @@ class Loop:
     def check_finite(self) -> None:
         """Raise :class:`~siftdata.training.recorder.DivergedError` if a step's loss was NaN or
         inf, on every rank alike when one rank's share diverged (a collective with several)."""
+        self._agree_on_divergence()
+        self.recorder.check_finite()
+
+    def _agree_on_divergence(self) -> None:
+        """Every rank takes the latest first-bad step any rank saw (no sync; a collective)."""
         if self.world.distributed:
             self.recorder.fold()
             worst = self.recorder.first_bad.clone()
             dist.all_reduce(worst, op=dist.ReduceOp.MAX, group=self.world.group)
             self.recorder.first_bad = worst
-        self.recorder.check_finite()
 
     def _average_loss_over_ranks(self) -> None:
         """Every rank's loss sum becomes the ranks' mean (equal shares: the mean of the ranks'
@@ -203,7 +209,7 @@ class Loop:
     def record(self) -> dict[str, Any]:
         """Evaluate and append a record (on every rank; the training loss averaged over ranks)."""
         check_missing(self.method.scorer)  # ids without a cached score, met since the last record
-        self.check_finite()
+        self._agree_on_divergence()  # the recorder checks it, on every rank alike
         self._average_loss_over_ranks()
         return self.recorder.record(
             self.module, step=self.step, lr=self.base_lrs[0] * self.lr_factor()
