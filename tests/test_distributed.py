@@ -544,3 +544,29 @@ def _flexi_on_ranks(rank, world_size):
 def test_multi_resolution_training_is_refused_on_several_ranks_with_a_clear_message():
     for message in run_ranks(_flexi_on_ranks, 2):
         assert "runs the model more than once per step" in message
+
+
+def test_siftdata_score_under_torchrun_writes_the_stores_of_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from siftdata.offline.stored import load_score
+
+    scores = "entropy,kcenter,forgetting"
+    argv = ["score", "--pool-size", "3000", "--epochs", "1", "--scores", scores]
+    argv += ["--shard-size", "700", "--no-progress"]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # as torchrun gives each rank
+    alone = [sys.executable, "-m", "siftdata", *argv, "--out", str(tmp_path / "one")]
+    assert subprocess.run(alone, env=one_thread, capture_output=True, timeout=300).returncode == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = [*torchrun, "-m", "siftdata", *argv, "--out", str(tmp_path / "two")]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("entropy:") == 1  # rank 0 reports
+    assert not (tmp_path / "two" / ".shards").exists()  # removed once the stores are written
+    for name in scores.split(","):
+        one, two = (load_score(tmp_path / f / name) for f in ("one", "two"))
+        assert torch.equal(one.ids, two.ids) and torch.equal(one.scores, two.scores), name
+    again = subprocess.run(run, capture_output=True, text=True, timeout=300)  # finished: refused
+    assert again.returncode != 0 and "finished; use --resume" in again.stderr

@@ -87,3 +87,29 @@ def test_an_id_scored_twice_is_refused(tmp_path):
             directions={"entropy": "higher-keep"},
             proxy={},
         )
+
+
+def test_siftdata_score_on_ray_writes_the_local_stores(local_ray, tmp_path):
+    argv = ["score", "--pool-size", str(N), "--epochs", "1", "--scores", "entropy,margin,kcenter"]
+    argv += ["--no-progress", "--file-format", "parquet"]
+    assert main([*argv, "--out", str(tmp_path / "local")]) == 0
+    ray_argv = [*argv, "--engine", "ray", "--ray-workers", "2", "--out", str(tmp_path / "ray")]
+    assert main(ray_argv) == 0
+    for name in ("entropy", "margin", "kcenter"):  # kcenter: from the actors' embeddings
+        local, on_ray = (load_score(tmp_path / f / name) for f in ("local", "ray"))
+        assert torch.equal(local.ids, on_ray.ids)
+        torch.testing.assert_close(on_ray.scores, local.scores, rtol=1e-6, atol=1e-7)
+    kept = tmp_path / "kept"
+    assert (
+        main(["select", str(tmp_path / "ray" / "margin"), "--out", str(kept), "--keep", "0.5"]) == 0
+    )
+
+
+def test_rows_come_back_in_the_datasets_order_and_each_id_once():
+    from siftdata.integrations.ray_scoring import _rows_in_order
+
+    ids = torch.tensor([7, 3, 2**40, 5])
+    returned = torch.tensor([5, 2**40, 7, 3])
+    assert torch.equal(returned[_rows_in_order(returned, ids)], ids)
+    with pytest.raises(ValueError, match="not each id once"):
+        _rows_in_order(torch.tensor([5, 5, 7, 3]), ids)

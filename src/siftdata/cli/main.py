@@ -326,8 +326,11 @@ def _score(args: argparse.Namespace) -> int:
     from .svp_commands import SCORE_ADDITIVE, ScoreConfig, run_score
 
     cfg = config_from_args(ScoreConfig, args)
-    with open_run(args, "score", {"score": cfg}, SCORE_ADDITIVE) as out:
-        seconds = run_score(out, cfg)
+    world = join_from_environment()  # several ranks under torchrun: each scores a share
+    with open_run_on_ranks(args, "score", {"score": cfg}, SCORE_ADDITIVE, world) as out:
+        seconds = run_score(out, cfg, world)
+    if world.rank != 0:
+        return 0
     for name, stages in seconds.items():
         cells = ", ".join(f"{stage} {value:.1f} s" for stage, value in stages.items())
         print(f"{name}: {out / name} ({cells})")

@@ -15,22 +15,22 @@ from pathlib import Path
 from ..distributed import share_from_leader
 from .run_folders import open_run
 
-__all__ = ["check_one_process", "open_run_on_ranks"]
+__all__ = ["ON_RANKS", "check_one_process", "open_run_on_ranks"]
+
+ON_RANKS = ("train", "bench noisy-fmnist", "score")
+"""The commands that share their work across ranks under torchrun."""
 
 
 def check_one_process(args: argparse.Namespace) -> None:
     """Under torchrun every rank would run the whole command and write the same files: only
-    ``train`` and ``bench noisy-fmnist`` share their work, the others are refused (on every
-    rank alike)."""
+    :data:`ON_RANKS` share their work, the others are refused (on every rank alike)."""
     command = args.command if args.command != "bench" else f"bench {args.scenario}"
-    if (
-        command not in ("train", "bench noisy-fmnist")
-        and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    ):
+    if command not in ON_RANKS and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
             f"`siftdata {command}` runs on one process; under torchrun (WORLD_SIZE="
-            f"{os.environ['WORLD_SIZE']}) only `siftdata train` and `siftdata bench noisy-fmnist` "
-            "share their work across ranks"
+            f"{os.environ['WORLD_SIZE']}) only "
+            + ", ".join(f"`siftdata {name}`" for name in ON_RANKS)
+            + " share their work across ranks"
         )
 
 

@@ -10,7 +10,9 @@ ids a policy keeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +23,11 @@ from .._store_files import FILE_FORMATS
 from ..bench.common import DEVICES, resolve_device
 from ..bench.svp import cached_score_run, load_split
 from ..data import load_fashion_mnist
+from ..distributed import World, follow_scoring_passes, scoring_led_by_rank0
 from ..models import MODEL_NAMES
 from ..offline.proxy_scores import SCORE_NAMES, parse_score_names
 from ..offline.recipe import Recipe
+from ..offline.scoring import score_dataset
 from ..offline.stored import (
     SELECTION_KIND,
     keep_priority,
@@ -37,8 +41,11 @@ from ..store import dataset_fingerprint
 
 __all__ = ["SCORE_ADDITIVE", "ScoreConfig", "SelectConfig", "run_score", "run_select"]
 
-SCORE_ADDITIVE = ("scores", "shard_size")
-"""``score`` options a rerun with ``--resume`` may change: more scores keep the finished stores."""
+SCORE_ADDITIVE = ("scores", "shard_size", "engine", "ray_workers", "ray_gpus")
+"""``score`` options a rerun with ``--resume`` may change: more scores keep the finished stores,
+and where the scoring pass runs does not change its scores."""
+
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -61,6 +68,14 @@ class ScoreConfig:
     file_format: str = option("npy", "how the score stores are written", choices=FILE_FORMATS)
     pool_size: int = option(0, "score the first N training images only (0: all 60,000)")
     device: str = option("auto", "auto, cpu or cuda", choices=DEVICES)
+    engine: str = option(
+        "local",
+        "what runs the scoring pass: local (this process, or every rank's share under torchrun) "
+        "or ray (a Ray Data actor pool on the running Ray, or a local one)",
+        choices=ENGINES,
+    )
+    ray_workers: int = option(2, "ray: actors in the pool")
+    ray_gpus: float = option(0.0, "ray: GPUs per actor")
     progress: bool = option(True, "show progress bars")
 
     def __post_init__(self) -> None:
@@ -74,6 +89,9 @@ class ScoreConfig:
         check_choice(self.file_format, "file_format", FILE_FORMATS)
         check_int_field(self.pool_size, "pool_size", low=0, high=60000)
         check_choice(self.device, "device", DEVICES)
+        check_choice(self.engine, "engine", ENGINES)
+        check_int_field(self.ray_workers, "ray_workers", low=1)
+        check_float_field(self.ray_gpus, "ray_gpus", low=0.0)
         check_bool(self.progress, "progress")
 
     def recipe(self) -> Recipe:
@@ -88,11 +106,39 @@ class ScoreConfig:
         )
 
 
-def run_score(out: Path, cfg: ScoreConfig) -> dict[str, dict]:
+def run_score(out: Path, cfg: ScoreConfig, world: World | None = None) -> dict[str, dict] | None:
     """Score Fashion-MNIST into ``out/<score>/``; returns what each score took (see
-    :meth:`~siftdata.offline.proxy_scores.ScoreRun.cost`)."""
+    :meth:`~siftdata.offline.proxy_scores.ScoreRun.cost`).
+
+    On several ranks (``world``), rank 0 trains the proxy, every rank scores its share of the
+    scoring pass, and rank 0 writes the stores (``None`` on the others)."""
+    world = world or World()
+    if world.distributed and cfg.engine != "local":
+        raise ValueError(f"--engine {cfg.engine} runs on one process, not under torchrun")
     device = resolve_device(cfg.device)
     split = load_split(device, cfg.pool_size)
+    if world.rank != 0:
+        follow_scoring_passes(world, split.inputs, split.labels, device)
+        return None
+    with _score_pass(cfg, world) as score_pass:
+        return _score_split(out, cfg, split, device, score_pass)
+
+
+@contextlib.contextmanager
+def _score_pass(cfg: ScoreConfig, world: World) -> Iterator[Callable]:
+    """What runs the scoring pass: this process, every rank's share, or a Ray actor pool."""
+    if world.distributed:
+        with scoring_led_by_rank0(world) as score_pass:
+            yield score_pass
+    elif cfg.engine == "ray":
+        from ..integrations.ray_scoring import ray_score_pass
+
+        yield ray_score_pass(concurrency=cfg.ray_workers, num_gpus=cfg.ray_gpus)
+    else:
+        yield score_dataset
+
+
+def _score_split(out: Path, cfg: ScoreConfig, split, device, score_pass) -> dict[str, dict]:
     run = cached_score_run(
         out,
         cfg.recipe(),
@@ -107,6 +153,7 @@ def run_score(out: Path, cfg: ScoreConfig) -> dict[str, dict]:
         shard_size=cfg.shard_size,
         progress=cfg.progress,
         file_format=cfg.file_format,
+        score_pass=score_pass,
     )
     return {name: run.cost(name) for name in run.scores}
 

@@ -8,7 +8,7 @@ equal share of it. See :mod:`siftdata.distributed.selection`.
 from .gather import all_gather_rows, gather_outputs, gather_scoring_batch
 from .launch import join_from_environment, leader_first, share_from_leader
 from .pair_loss import global_sigmoid_loss
-from .scoring import score_dataset_on_ranks
+from .scoring import follow_scoring_passes, score_dataset_on_ranks, scoring_led_by_rank0
 from .selection import (
     GlobalSelection,
     observe_global,
@@ -37,4 +37,6 @@ __all__ = [
     "leader_first",
     "share_from_leader",
     "score_dataset_on_ranks",
+    "scoring_led_by_rank0",
+    "follow_scoring_passes",
 ]

@@ -10,7 +10,7 @@ a few short runs, and ranks by greedy k-center. Scores are returned raw, each wi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,10 @@ from .fit import Fitted, fit, sync
 from .forgetting import ForgettingTracker
 from .kcenter import k_center_greedy
 from .recipe import Recipe
-from .scoring import score_dataset
+from .scoring import ScoredDataset, score_dataset
+
+ScorePass = Callable[..., ScoredDataset]
+"""Has :func:`score_dataset`'s signature: the engine that runs the main scoring pass."""
 
 __all__ = [
     "SCORE_NAMES",
@@ -144,6 +147,7 @@ def score_with_recipe(
     shard_dir: str | Path | None = None,
     shard_size: int = 16384,
     progress: bool = True,
+    score_pass: ScorePass = score_dataset,
 ) -> ScoreRun:
     """Train ``recipe`` on the data and score every example by each of ``names``.
 
@@ -168,6 +172,10 @@ def score_with_recipe(
         Examples per shard.
     progress : bool
         Show progress bars.
+    score_pass : callable
+        Runs the main scoring pass, with :func:`score_dataset`'s signature (the default): e.g.
+        every rank's share under torchrun (:func:`siftdata.distributed.scoring_led_by_rank0`)
+        or a Ray actor pool (:func:`siftdata.integrations.ray_scoring.ray_score_pass`).
     """
     names = parse_score_names(names)
     check_int_range(el2n_runs, "el2n_runs", low=1)
@@ -201,6 +209,7 @@ def score_with_recipe(
             shard_dir=shard_dir,
             shard_size=shard_size,
             progress=progress,
+            score_pass=score_pass,
         )
     if "forgetting" in names:
         run.scores["forgetting"] = forgetting_scores(fitted.forgetting)
@@ -221,20 +230,18 @@ def score_with_recipe(
 
 
 def _score_pass(
-    run: ScoreRun, inputs, labels, names, *, picks, seed, device, shard_dir, shard_size, progress
+    run: ScoreRun, inputs, labels, names, *, picks, seed, device, score_pass, **options
 ) -> None:
     """The one scoring pass of the trained model (output scores, embeddings), then k-center."""
     scorers = {name: OUTPUT_SCORERS[name]() for name in names if name in OUTPUT_SCORERS}
-    scored = score_dataset(
+    scored = score_pass(
         run.fitted.model,
         inputs,
         labels,
         scorers,
         embeddings="kcenter" in names,
-        shard_dir=shard_dir,
-        shard_size=shard_size,
-        progress=progress,
         desc=f"score {run.recipe.label()}",
+        **options,
     )
     run.scores.update(scored.scores)
     run.seconds["score"] = scored.seconds

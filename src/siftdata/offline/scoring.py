@@ -33,7 +33,13 @@ from ..scoring.scorers import Need, Scorer, ScoringBatch
 from ..store import dataset_fingerprint
 from .fit import sync
 
-__all__ = ["ScoredDataset", "score_dataset", "forward_with_embeddings", "model_digest"]
+__all__ = [
+    "ScoredDataset",
+    "score_dataset",
+    "score_rows",
+    "forward_with_embeddings",
+    "model_digest",
+]
 
 Embed = Callable[[nn.Module, Tensor], tuple[Tensor, Tensor]]
 _KEY = "key.json"
@@ -146,8 +152,17 @@ class _Shards:
 
 
 @torch.no_grad()
-def _score_rows(model, x, y, ids, scorers, embed: Embed | None, loss_needed: bool) -> dict:
-    """Scores (and embeddings) of one batch, on the CPU."""
+def score_rows(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None,
+    ids: Tensor,
+    scorers: Mapping[str, Scorer],
+    embed: Embed | None = None,
+) -> dict[str, Tensor]:
+    """One batch's ``{"score/<name>": (b,)}`` (and ``"embeddings"`` when ``embed`` is given),
+    on the CPU; no grad (the caller puts the model in eval mode)."""
+    loss_needed = any(Need.LOSS in s.needs for s in scorers.values())
     if embed is not None:
         logits, emb = embed(model, x)
     else:
@@ -162,14 +177,13 @@ def _score_rows(model, x, y, ids, scorers, embed: Embed | None, loss_needed: boo
 
 def _score_shard(model, data, start, stop, scorers, embed, batch_size, device, bar) -> dict:
     inputs, labels, ids = data
-    loss_needed = any(Need.LOSS in s.needs for s in scorers.values())
     parts: list[dict] = []
     for first in range(start, stop, batch_size):
         last = min(first + batch_size, stop)
         x = inputs[first:last].to(device, non_blocking=True)
         y = None if labels is None else labels[first:last].to(device, non_blocking=True)
         batch_ids = ids[first:last].to(device, non_blocking=True)
-        parts.append(_score_rows(model, x, y, batch_ids, scorers, embed, loss_needed))
+        parts.append(score_rows(model, x, y, batch_ids, scorers, embed))
         bar.update(last - first)
     shard = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     return {"start": start, "stop": stop, **shard}
