@@ -20,10 +20,11 @@ test: $(STAMP) data
 test-distributed: $(STAMP) data
 	$(PY) -m pytest -q -m distributed
 
-# The integrations with the engines users run (Ray Data), on a small local Ray.
+# The integrations with the engines and trainers users run: Ray Data on a small local Ray, the
+# Hugging Face Trainer and Lightning (their extras installed beside the CPU torch, never before it).
 test-integration: $(STAMP) data
-	$(PY) -m pip install -q -e '.[ray]'
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -m integration
+	$(PY) -m pip install -q -e '.[ray,hf,lightning]'
+	RAY_USAGE_STATS_ENABLED=0 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m integration
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

@@ -570,3 +570,32 @@ def test_siftdata_score_under_torchrun_writes_the_stores_of_one_process(tmp_path
         assert torch.equal(one.ids, two.ids) and torch.equal(one.scores, two.scores), name
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)  # finished: refused
     assert again.returncode != 0 and "finished; use --resume" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["learnability", "learnability+stale"])
+def test_the_hf_trainer_on_two_ranks_selects_what_one_process_selects(tmp_path, name):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("transformers", reason="needs the hf extra: pip install 'siftdata[hf]'")
+    script = str(Path(__file__).parent / "scripts" / "hf_trainer_ranks.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    alone = subprocess.run(
+        [sys.executable, script, str(one), name, "8"], env=env, capture_output=True, text=True
+    )
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    ranks = subprocess.run(
+        [*torchrun, script, str(two), name, "4"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert ranks.returncode == 0, ranks.stderr[-2000:]
+    whole = torch.load(one / "rank0.pt")
+    shares = [torch.load(two / f"rank{r}.pt") for r in range(2)]
+    # each step's global selection: rank 0's share, then rank 1's
+    assert torch.equal(torch.cat([s["trained"] for s in shares], dim=1), whole["trained"])
+    for key, value in whole["weights"].items():
+        torch.testing.assert_close(shares[0]["weights"][key], value, rtol=1e-4, atol=1e-5)

@@ -62,3 +62,14 @@ def test_svp_coreset_example_trains_the_target_on_the_proxy_core_set(capsys):
     accuracy = _load("svp_coreset").main(argv)
     assert accuracy > 0.5  # 10 classes: chance is 0.1
     assert "core-set: 1000 of 2000 examples" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_hf_trainer_example_selects_away_from_mislabeled_glosses(capsys, monkeypatch):
+    pytest.importorskip("transformers", reason="needs the hf extra: pip install 'siftdata[hf]'")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["--steps", "40", "--reference-steps", "20", "--pool", "4000"]
+    accuracy, mislabeled = _load("hf_trainer").main(argv)
+    assert 0.0 <= accuracy <= 1.0
+    assert mislabeled < 0.4  # uniform trains on 40% mislabeled glosses
+    assert "mislabeled share of trained examples" in capsys.readouterr().out

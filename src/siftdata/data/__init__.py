@@ -35,9 +35,13 @@ from .indexed import WithIndex
 from .noise import FMNIST_CONFUSABLE, NoisyLabels, asymmetric_noise, symmetric_noise
 from .pairs import CAPTION_VARIANTS, PairsData, build_pairs, mismatch_donors
 from .splits import pool_holdout_split
+from .supersenses import NOUN_SUPERSENSES, SupersenseData, load_supersenses
 from .wordnet import WORDNET_DIR, WORDNET_ENV_VAR, Synset, find_wordnet_dir, lookup_noun
 
 __all__ = [
+    "NOUN_SUPERSENSES",
+    "SupersenseData",
+    "load_supersenses",
     "DEFAULT_FMNIST_DIR",
     "FMNIST_ENV_VAR",
     "FASHION_MNIST_CLASSES",
