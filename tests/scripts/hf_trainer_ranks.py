@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _hf_setup import GlossDataset, tiny_bert, training_args  # noqa: E402
-
 from siftdata.integrations.hf import SelectiveTrainer  # noqa: E402
 from siftdata.online import build_method  # noqa: E402
 from siftdata.store import ScoreTable  # noqa: E402
