@@ -162,8 +162,13 @@ class SelectiveTrainer(Trainer):
                 f"the training batch has no {self.id_column!r} column (example ids): add one to "
                 f"the dataset, or name yours with id_column=; it has {sorted(inputs)}"
             )
+        if LABELS not in inputs:
+            raise ValueError(
+                f"the training batch has no {LABELS!r} (the collator renames a 'label' column to "
+                f"it); it has {sorted(inputs)}"
+            )
         features = {k: v for k, v in inputs.items() if k not in (self.id_column, LABELS)}
-        ids, labels = inputs[self.id_column], inputs.get(LABELS)
+        ids, labels = inputs[self.id_column], inputs[LABELS]
         m, world = self.method, self.world
         b = self.args.per_device_train_batch_size
         scoring = m.selects and m.policy.should_score(self.selection_steps)
