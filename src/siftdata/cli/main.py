@@ -323,10 +323,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .svp_commands import SCORE_ADDITIVE, ScoreConfig, run_score
+    from .svp_commands import SCORE_ADDITIVE, ScoreConfig, check_engine, run_score
 
     cfg = config_from_args(ScoreConfig, args)
     world = join_from_environment()  # several ranks under torchrun: each scores a share
+    check_engine(cfg, world)  # before the folder is claimed
     with open_run_on_ranks(args, "score", {"score": cfg}, SCORE_ADDITIVE, world) as out:
         seconds = run_score(out, cfg, world)
     if world.rank != 0:

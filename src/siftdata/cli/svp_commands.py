@@ -39,7 +39,14 @@ from ..offline.subsets import POLICIES, select_subset, subset_size
 from ..schedules import SCHEDULES
 from ..store import dataset_fingerprint
 
-__all__ = ["SCORE_ADDITIVE", "ScoreConfig", "SelectConfig", "run_score", "run_select"]
+__all__ = [
+    "SCORE_ADDITIVE",
+    "ScoreConfig",
+    "SelectConfig",
+    "check_engine",
+    "run_score",
+    "run_select",
+]
 
 SCORE_ADDITIVE = ("scores", "shard_size", "engine", "ray_workers", "ray_gpus")
 """``score`` options a rerun with ``--resume`` may change: more scores keep the finished stores,
@@ -113,8 +120,7 @@ def run_score(out: Path, cfg: ScoreConfig, world: World | None = None) -> dict[s
     On several ranks (``world``), rank 0 trains the proxy, every rank scores its share of the
     scoring pass, and rank 0 writes the stores (``None`` on the others)."""
     world = world or World()
-    if world.distributed and cfg.engine != "local":
-        raise ValueError(f"--engine {cfg.engine} runs on one process, not under torchrun")
+    check_engine(cfg, world)
     device = resolve_device(cfg.device)
     split = load_split(device, cfg.pool_size)
     if world.rank != 0:
@@ -122,6 +128,12 @@ def run_score(out: Path, cfg: ScoreConfig, world: World | None = None) -> dict[s
         return None
     with _score_pass(cfg, world) as score_pass:
         return _score_split(out, cfg, split, device, score_pass)
+
+
+def check_engine(cfg: ScoreConfig, world: World) -> None:
+    """The Ray engine scores from one process; under torchrun the ranks are the engine."""
+    if world.distributed and cfg.engine != "local":
+        raise ValueError(f"--engine {cfg.engine} runs on one process, not under torchrun")
 
 
 @contextlib.contextmanager
