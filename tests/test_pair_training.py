@@ -180,6 +180,23 @@ def test_multi_resolution_spreads_the_low_share_and_computes_one_loss():
         LowResolution(factor=1)
 
 
+@pytest.mark.parametrize("total, ranks", [(10, 2), (64, 4), (12, 3), (30, 5)])
+def test_a_ranks_low_resolution_positions_are_the_whole_batchs_in_its_share(total, ranks):
+    multi = MultiResolution(share=0.3, factor=2)
+    n = total // ranks
+    shares = [multi.low_positions(n, part=(r * n, total)) + r * n for r in range(ranks)]
+    assert torch.cat(shares).tolist() == multi.low_positions(total).tolist()
+
+
+def test_a_share_without_both_resolutions_is_refused():
+    images, tokens, labels, _ = _pairs(2)
+    multi = MultiResolution(share=0.3, factor=2)  # of 10, positions 0, 3, 6: none in 8-9
+    with pytest.raises(
+        ValueError, match="both resolutions in a batch \\(or a rank's share\\) of 2"
+    ):
+        multi.losses(_towers(), (images, tokens), labels, per_example_sigmoid_loss, part=(8, 10))
+
+
 def test_downsample_pools_images_only():
     images, tokens = torch.arange(16.0).reshape(1, 1, 4, 4), torch.ones(1, 3, dtype=torch.long)
     low, same = downsample((images, tokens), 2)

@@ -107,20 +107,47 @@ class MultiResolution:
         """How many of a batch of ``size`` are trained at low resolution (at least one of each)."""
         return min(max(round(self.share * size), 1), size - 1)
 
-    def low_positions(self, size: int, device: torch.device | None = None) -> Tensor:
-        """Positions of the low-resolution examples: :meth:`split` of them, evenly spaced."""
-        low = self.split(size)
-        return (torch.arange(low, device=device) * size) // low
+    def low_positions(
+        self, size: int, device: torch.device | None = None, part: tuple[int, int] | None = None
+    ) -> Tensor:
+        """Positions of the low-resolution examples: :meth:`split` of them, evenly spaced.
 
-    def losses(self, model: nn.Module, inputs: Any, labels: Tensor, loss_fn: LossFn) -> Tensor:
-        """Per-example losses of the whole batch, a share of it seen at low resolution."""
+        With ``part=(offset, total)`` the batch is rows ``offset … offset + size − 1`` of a
+        batch of ``total`` (a rank's share of the selection): its positions are those of the
+        whole batch's that fall in it, shifted to start at 0 (host arithmetic: no sync)."""
+        offset, total = part if part is not None else (0, size)
+        low = self.split(total)
+        first = -(-offset * low // total)  # the first j with j·total // low >= offset
+        stop = -(-(offset + size) * low // total)
+        return (torch.arange(first, stop, device=device) * total) // low - offset
+
+    def losses(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        labels: Tensor,
+        loss_fn: LossFn,
+        *,
+        low_model: nn.Module | None = None,
+        part: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Per-example losses of the whole batch, a share of it seen at low resolution.
+
+        ``low_model`` runs the low-resolution forward (default ``model``): under DDP the module
+        itself, so the wrapper sees one forward per backward while autograd sums both uses of
+        each parameter before DDP's hook fires. ``part`` as in :meth:`low_positions`."""
         size = batch_len(inputs)
-        if size < 2:
-            raise ValueError("multi-resolution training needs a batch of at least 2")
-        low = self.low_positions(size, labels.device)
+        low = self.low_positions(size, labels.device, part)
+        if size < 2 or not 0 < low.shape[0] < size:
+            raise ValueError(
+                f"multi-resolution training needs examples at both resolutions in a batch (or "
+                f"a rank's share) of {size}: give a larger batch or a share further from 0 or 1"
+            )
         full = _complement(low, size)
         low_out = _forward(
-            model, downsample(index_inputs(inputs, low), self.factor), self.early_exit
+            low_model if low_model is not None else model,
+            downsample(index_inputs(inputs, low), self.factor),
+            self.early_exit,
         )
         full_out = model(index_inputs(inputs, full))
         return loss_fn(_merge(low_out, full_out, low, full, size), labels)

@@ -38,12 +38,6 @@ def check_before_training(
     if world is not None and world.distributed:
         _check_ranks_agree(method, data, config, world)
         _check_shares(method, config, world)
-        if method.train_forward is not None:
-            raise ValueError(
-                f"{method.name!r} trains with {method.train_forward!r}, which runs the model more "
-                "than once per step: DistributedDataParallel allows one forward per backward; "
-                "use jest (one resolution) on several ranks, or this method on one process"
-            )
         if loss_fn is per_example_sigmoid_loss:
             raise ValueError(
                 "the pair loss of a rank's share would miss the other ranks' pairs (its "

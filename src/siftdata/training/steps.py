@@ -175,7 +175,14 @@ class Loop:
                 outputs = self.model(x)
                 losses = self.loss_fn(outputs, y)
             else:
-                losses = self.method.train_forward.losses(self.model, x, y, self.loss_fn)
+                losses = self.method.train_forward.losses(
+                    self.model,
+                    x,
+                    y,
+                    self.loss_fn,
+                    low_model=self.module,  # DDP sees one forward per backward
+                    part=(self.world.rank * share, self.config.batch_size),
+                )
             loss = (losses * weights).mean() if weights is not None else losses.mean()
             if self.config.check_values:
                 check_step_values(losses, "training losses", self.step)
