@@ -573,3 +573,34 @@ def test_the_hf_trainer_on_two_ranks_selects_what_one_process_selects(tmp_path, 
     assert torch.equal(torch.cat([s["trained"] for s in shares], dim=1), whole["trained"])
     for key, value in whole["weights"].items():
         torch.testing.assert_close(shares[0]["weights"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_lightning_ddp_on_two_cpu_processes_selects_what_one_process_selects(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip(
+        "lightning", reason="needs the lightning extra: pip install 'siftdata[lightning]'"
+    )
+    script = str(Path(__file__).parent / "scripts" / "lightning_ranks.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for devices, batch in ((1, 128), (2, 64)):
+        out = tmp_path / f"devices{devices}"
+        out.mkdir()
+        done = subprocess.run(
+            [sys.executable, script, str(out), "learnability-topk", str(devices), str(batch)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[devices] = [torch.load(out / f"rank{r}.pt") for r in range(devices)]
+    (whole,), shares = runs[1], runs[2]
+    # each rank is dealt the rows r, r + 2, ... of one order: each step's global super-batch
+    # is the one process's, in another order, so top-k keeps the same set
+    for step, chosen in enumerate(whole["trained"]):
+        both = torch.cat([s["trained"][step] for s in shares])
+        assert sorted(both.tolist()) == sorted(chosen.tolist()), step
+    for key, value in whole["weights"].items():
+        torch.testing.assert_close(shares[0]["weights"][key], value, rtol=1e-4, atol=1e-5)

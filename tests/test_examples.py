@@ -73,3 +73,16 @@ def test_hf_trainer_example_selects_away_from_mislabeled_glosses(capsys, monkeyp
     assert 0.0 <= accuracy <= 1.0
     assert mislabeled < 0.4  # uniform trains on 40% mislabeled glosses
     assert "mislabeled share of trained examples" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_lightning_example_selects_away_from_mislabeled_images(capsys):
+    pytest.importorskip(
+        "lightning", reason="needs the lightning extra: pip install 'siftdata[lightning]'"
+    )
+    accuracy, mislabeled = _load("lightning_callback").main(
+        ["--steps", "100", "--reference-epochs", "2"]
+    )
+    assert accuracy > 0.6  # 10 classes: chance is 0.1
+    assert mislabeled < 0.25  # uniform trains on 40% mislabeled images
+    assert "mislabeled share of trained examples" in capsys.readouterr().out

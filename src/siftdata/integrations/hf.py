@@ -53,12 +53,11 @@ except ImportError as err:  # the extra is not installed
 from .._modes import eval_mode
 from .._validation import check_int_range
 from ..core.scores import per_example_loss
-from ..distributed import World, all_gather_rows, observe_global, shard, world_of
-from ..distributed.gather import gather_scoring_batch
+from ..distributed import World, all_gather_rows, world_of
 from ..online.methods import SelectionMethod
-from ..online.step import choose, forward_for_scoring
-from ..scoring.scorers import ScoringBatch, check_missing
+from ..scoring.scorers import check_missing
 from ..store import ScoreTable
+from ._steps import remember, select_share
 
 __all__ = ["SelectiveTrainer", "STATE_FILE", "reference_losses"]
 
@@ -174,7 +173,18 @@ class SelectiveTrainer(Trainer):
         scoring = m.selects and m.policy.should_score(self.selection_steps)
         if scoring:
             self._check_super_batch(ids.shape[0], b, world)
-            share, ids, weights = self._select(model, features, labels, ids, b * world.size)
+            share, ids, weights, stats = select_share(
+                _unwrap(model),
+                features,
+                labels,
+                ids,
+                k=b * world.size,
+                method=m,
+                world=world,
+                loss_fn=self.loss_fn,
+                forward=m.scoring_forward or _logits,
+            )
+            self._add_stats(stats)
             features, labels = _share_of(features, labels, share, world)
         else:  # uniform, or a gate that does not score now: the first b of the super-batch
             first = slice(0, min(b, ids.shape[0]))
@@ -188,29 +198,6 @@ class SelectiveTrainer(Trainer):
         finally:
             self._pending = None
             self.selection_steps += 1
-
-    def _select(self, model, features, labels, ids, k: int):
-        """One global selection of ``k`` over every rank's super-batch: this rank's share of it
-        (positions into the global super-batch), its ids and weights."""
-        m, world = self.method, self.world
-        local = forward_for_scoring(
-            _unwrap(model),
-            features,
-            labels,
-            ids,
-            needs=m.scorer.needs,
-            loss_fn=self.loss_fn,
-            forward=m.scoring_forward or _logits,
-        )
-        batch = gather_scoring_batch(local, world, needs=m.scorer.needs)
-        scores = m.scorer(batch)
-        selection = choose(scores, k, m.selector)
-        if _observes(m.policy):
-            m.policy.observe(scores)
-        self._add_stats({**selection.stats, **(m.policy.stats() if _observes(m.policy) else {})})
-        chosen_ids = batch.ids.index_select(0, selection.indices)
-        weights = None if selection.weights is None else shard(selection.weights, world)
-        return shard(selection.indices, world), shard(chosen_ids, world), weights
 
     def _check_super_batch(self, rows: int, b: int, world: World) -> None:
         if world.distributed and rows != b * self.super_batch_factor:
@@ -233,19 +220,8 @@ class SelectiveTrainer(Trainer):
         outputs = model(**features)
         losses = self.loss_fn(outputs.logits, labels)
         loss = (losses * weights).mean() if weights is not None else losses.mean()
-        self._remember(scoring, ids, labels, outputs.logits, losses.detach())
+        remember(self.method, self.world, scoring, ids, labels, outputs.logits, losses.detach())
         return (loss, outputs) if return_outputs else loss
-
-    def _remember(self, scoring: bool, ids, labels, logits, losses) -> None:
-        """Trained losses to a loss memory (every rank's), and to a τ gate that did not score."""
-        m, world = self.method, self.world
-        if not m.selects:
-            return
-        if m.scorer.remembers:
-            observe_global(m.scorer, ids, losses, world)
-        if not scoring and _observes(m.policy):
-            batch = ScoringBatch(ids=ids, labels=labels, outputs=logits.detach(), loss=losses)
-            m.policy.observe(m.scorer(gather_scoring_batch(batch, world, needs=m.scorer.needs)))
 
     # --- logging --------------------------------------------------------------------------
 
@@ -341,11 +317,6 @@ def reference_losses(
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module itself, not its DDP wrapper (the scoring forward must not touch DDP's state)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _observes(policy: Any) -> bool:
-    """Whether a scoring policy watches per-example scores (importance sampling's τ gate)."""
-    return getattr(policy, "observes", False)
 
 
 def _share_of(features: dict[str, Tensor], labels, share: Tensor, world: World):
