@@ -55,7 +55,7 @@ from .._validation import check_int_range
 from ..core.scores import per_example_loss
 from ..distributed import World, all_gather_rows, world_of
 from ..online.methods import SelectionMethod
-from ..scoring.scorers import check_missing
+from ..scoring.scorers import check_missing, needs_forward
 from ..store import ScoreTable
 from ._steps import remember, select_share
 
@@ -114,6 +114,7 @@ class SelectiveTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # compute_loss returns this batch's mean loss:
         self.loss_is_scaled_for_ga = False  # the Trainer divides it for gradient accumulation
         self.selection_steps = 0
+        self.scoring_forwards = 0  # super-batches scored with a forward (the compute count)
         self._pending: tuple[Tensor, Tensor | None, bool] | None = None
         self._stat_sums: dict[str, Tensor] = {}
         self._stat_count = 0
@@ -173,6 +174,7 @@ class SelectiveTrainer(Trainer):
         scoring = m.selects and m.policy.should_score(self.selection_steps)
         if scoring:
             self._check_super_batch(ids.shape[0], b, world)
+            self.scoring_forwards += needs_forward(m.scorer)
             share, ids, weights, stats = select_share(
                 _unwrap(model),
                 features,
@@ -234,22 +236,33 @@ class SelectiveTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """The Trainer's log, with the selection's stats since the last log on training logs."""
         if "loss" in logs and self.method.selects:
-            check_missing(self.method.scorer)  # ids without a cached score: raised here
-            if self._stat_count:
-                for name, total in self._stat_sums.items():
-                    logs[f"selection/{name}"] = float(total) / self._stat_count
-            self._stat_sums, self._stat_count = {}, 0
+            for name, value in self.take_selection_stats().items():
+                logs[f"selection/{name}"] = value
         super().log(logs, start_time)
+
+    def take_selection_stats(self) -> dict[str, float]:
+        """Each selection stat averaged since the last call (one host sync), then reset; ids
+        missing from a cached reference since then are raised here."""
+        if self.method.selects:
+            check_missing(self.method.scorer)
+        stats = {name: float(total) / self._stat_count for name, total in self._stat_sums.items()}
+        self._stat_sums, self._stat_count = {}, 0
+        return stats
 
     # --- checkpoints ----------------------------------------------------------------------
 
     def selection_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the selection."""
-        return {"method": self.method.state_dict(), "selection_steps": self.selection_steps}
+        return {
+            "method": self.method.state_dict(),
+            "selection_steps": self.selection_steps,
+            "scoring_forwards": self.scoring_forwards,
+        }
 
     def load_selection_state(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method"])
         self.selection_steps = int(state["selection_steps"])
+        self.scoring_forwards = int(state["scoring_forwards"])
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         """The Trainer's ``train``; a resumed run first restores the selection's state."""
