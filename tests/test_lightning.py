@@ -94,3 +94,52 @@ def test_a_super_batch_that_is_not_whole_batches_is_refused(tmp_path):
     selection = SelectionCallback(method(), super_batch_factor=3)
     with pytest.raises(ValueError, match="a super-batch of 64 rows is not 3 training batches"):
         trainer(tmp_path, selection).fit(Learner(selection), loader(64))
+
+
+def test_the_same_ids_through_every_door_hf_lightning_and_select_batch(tmp_path):
+    """One model state, one super-batch, one reference, one seed: the HF Trainer path, the
+    Lightning path and select_batch in a plain loop pick the same example ids."""
+    pytest.importorskip("transformers", reason="needs the hf extra: pip install 'siftdata[hf]'")
+    from _hf_setup import GlossDataset, tiny_bert, training_args
+    from test_hf_trainer import BIG, Recording, _method
+
+    hf = Recording(
+        model=tiny_bert(),
+        args=training_args(tmp_path / "hf", max_steps=1),
+        train_dataset=GlossDataset(400, id_offset=BIG),
+        method=_method(),
+        super_batch_factor=4,
+    )
+    hf.train()
+    batch, weights = hf.super_batches[0], hf.weights_before[0]
+
+    class Bert(pl.LightningModule):
+        def __init__(self, selection):
+            super().__init__()
+            self.bert, self.selection = tiny_bert(), selection
+            self.bert.load_state_dict(weights)
+
+        def forward(self, x):
+            return self.bert(input_ids=x[0], attention_mask=x[1]).logits
+
+        def training_step(self, rows, batch_idx):
+            from siftdata.integrations.lightning import selective_step
+
+            return selective_step(self, rows, self.selection)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    lightning_ids = []
+    selection = SelectionCallback(_method(), super_batch_factor=4, on_trained=lightning_ids.append)
+    rows = [(batch["id"], (batch["input_ids"], batch["attention_mask"]), batch["labels"])]
+    loader = torch.utils.data.DataLoader(rows, batch_size=None)  # the super-batch as it is
+    trainer(tmp_path / "pl", selection, max_steps=1).fit(Bert(selection), loader)
+
+    model, fresh = tiny_bert(), _method()
+    model.load_state_dict(weights)
+    features = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    plain = select_batch(model, features, batch["labels"], batch["id"], k=8, scorer=fresh.scorer,
+                         selector=fresh.selector, forward=lambda m, x: m(**x).logits)  # fmt: skip
+    plain_ids = batch["id"][plain.indices]
+    assert torch.equal(hf.trained[0], plain_ids) and torch.equal(lightning_ids[0], plain_ids)
