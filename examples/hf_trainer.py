@@ -8,6 +8,7 @@ on the best 32 of each super-batch of 128. Prints clean test accuracy and the sh
 examples among those trained on (0.4 for uniform).
 
     HF_HUB_OFFLINE=1 python examples/hf_trainer.py --steps 600 [--method uniform]
+    HF_HUB_OFFLINE=1 torchrun --standalone --nproc_per_node=2 examples/hf_trainer.py  # 2 ranks
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def _train(args, out, tokenizer, collator, train_set, test_set, noisy, dataset):
     trainer.train()
     result = trainer.evaluate(test_set)
     mislabeled = noisy.is_corrupted[torch.cat(trained)].float().mean().item()
-    print(f"{args.method}: clean test accuracy {result['eval_accuracy']:.4f}, "
-          f"mislabeled share of trained examples {mislabeled:.3f}")  # fmt: skip
+    if trainer.is_world_process_zero():  # under torchrun: rank 0 reports (its share's ids)
+        print(f"{args.method}: clean test accuracy {result['eval_accuracy']:.4f}, "
+              f"mislabeled share of trained examples {mislabeled:.3f}")  # fmt: skip
     return result["eval_accuracy"], mislabeled
 
 

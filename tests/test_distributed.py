@@ -604,3 +604,28 @@ def test_lightning_ddp_on_two_cpu_processes_selects_what_one_process_selects(tmp
         assert sorted(both.tolist()) == sorted(chosen.tolist()), step
     for key, value in whole["weights"].items():
         torch.testing.assert_close(shares[0]["weights"][key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "launch, script, extra",
+    [
+        (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "hf_trainer.py",
+         ["--steps", "20", "--reference-steps", "10", "--pool", "2000"]),
+        ([], "lightning_callback.py", ["--steps", "20", "--reference-epochs", "1", "--devices", "2"]),
+    ],
+)  # fmt: skip
+def test_the_trainer_examples_run_on_two_cpu_processes(launch, script, extra):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("transformers" if script == "hf_trainer.py" else "lightning")
+    path = Path(__file__).resolve().parent.parent / "examples" / script
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, *launch, str(path), *extra], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("clean test accuracy") == 1  # rank 0 reports
