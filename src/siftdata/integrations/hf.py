@@ -54,6 +54,7 @@ from .._modes import eval_mode
 from .._validation import check_int_range
 from ..core.scores import per_example_loss
 from ..distributed import World, all_gather_rows, world_of
+from ..distributed.selection import check_equal_shares
 from ..online.methods import SelectionMethod
 from ..scoring.scorers import check_missing, needs_forward
 from ..store import ScoreTable
@@ -173,14 +174,14 @@ class SelectiveTrainer(Trainer):
         b = self.args.per_device_train_batch_size
         scoring = m.selects and m.policy.should_score(self.selection_steps)
         if scoring:
-            self._check_super_batch(ids.shape[0], b, world)
+            k = self._share_size(ids, b, world)
             self.scoring_forwards += needs_forward(m.scorer)
             share, ids, weights, stats = select_share(
                 _unwrap(model),
                 features,
                 labels,
                 ids,
-                k=b * world.size,
+                k=k * world.size,
                 method=m,
                 world=world,
                 loss_fn=self.loss_fn,
@@ -201,16 +202,16 @@ class SelectiveTrainer(Trainer):
             self._pending = None
             self.selection_steps += 1
 
-    def _check_super_batch(self, rows: int, b: int, world: World) -> None:
-        if world.distributed and rows != b * self.super_batch_factor:
-            raise ValueError(
-                f"a super-batch of {rows} examples on rank {world.rank}, not "
-                f"{b * self.super_batch_factor}: every rank must score full super-batches"
-            )
-        if rows < b:
-            raise ValueError(
-                f"a super-batch of {rows} examples cannot give per_device_train_batch_size={b}"
-            )
+    def _share_size(self, ids: Tensor, b: int, world: World) -> int:
+        """``b``; the last super-batch of a stream may be short (the same on every rank, as
+        accelerate deals it): then ``min(b, rows)``, checked equal across ranks (a host sync,
+        only then)."""
+        rows = ids.shape[0]
+        if rows == b * self.super_batch_factor:
+            return b
+        if world.distributed:
+            check_equal_shares(rows, world, ids.device)
+        return min(b, rows)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The selection's (weighted) mean per-example loss; the losses go to a loss memory."""
