@@ -149,3 +149,35 @@ def test_a_dataset_without_ids_and_a_checkpoint_without_state_are_refused(tmp_pa
     (tmp_path / "b" / "checkpoint-3").mkdir(parents=True)
     with pytest.raises(ValueError, match="holds no siftdata_selection.pt"):
         _trainer(tmp_path / "b", _method()).train(resume_from_checkpoint=True)
+
+
+def test_a_live_reference_on_a_stream_selects_what_its_cache_selects(tmp_path):
+    from siftdata.integrations.hf import LiveReference, reference_losses
+
+    rows, reference = GlossDataset(N, id_offset=BIG), tiny_bert(seed=3)
+    ids = torch.arange(N) + BIG
+
+    def method(ref):
+        return build_method(
+            "learnability-topk", reference=ref, example_ids=ids, num_classes=25,
+            super_batch_factor=4,
+        )  # fmt: skip
+
+    cached = _trainer(tmp_path / "a", method(reference_losses(reference, rows, progress=False)),
+                      dataset=GlossStream(rows), max_steps=4)  # fmt: skip
+    cached.train()
+    live = LiveReference(reference)
+    streamed = Recording(
+        model=tiny_bert(),
+        args=training_args(tmp_path / "b", max_steps=4),
+        train_dataset=GlossStream(rows),
+        method=method(live),
+        super_batch_factor=4,
+        live_reference=live,
+    )
+    streamed.train()
+    for a, b in zip(cached.trained, streamed.trained, strict=True):
+        assert torch.equal(a, b)
+    unfed = _trainer(tmp_path / "c", method(LiveReference(reference)), dataset=GlossStream(rows))
+    with pytest.raises(ValueError, match="pass it to SelectiveTrainer as live_reference="):
+        unfed.train()

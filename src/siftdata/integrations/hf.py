@@ -50,22 +50,19 @@ except ImportError as err:  # the extra is not installed
         "torch, so that pip keeps the installed build)"
     ) from err
 
-from .._modes import eval_mode
 from .._validation import check_int_range
 from ..core.scores import per_example_loss
 from ..distributed import World, all_gather_rows, world_of
 from ..distributed.selection import check_equal_shares
 from ..online.methods import SelectionMethod
 from ..scoring.scorers import check_missing, needs_forward
-from ..store import ScoreTable
 from ._steps import remember, select_share
+from .hf_reference import LABELS, LiveReference, reference_losses
 
-__all__ = ["SelectiveTrainer", "STATE_FILE", "reference_losses"]
+__all__ = ["SelectiveTrainer", "STATE_FILE", "LiveReference", "reference_losses"]
 
 STATE_FILE = "siftdata_selection.pt"
 """The method's state in each checkpoint folder."""
-
-LABELS = "labels"
 
 
 def _logits(model: nn.Module, features: dict[str, Tensor]) -> Tensor:
@@ -93,6 +90,9 @@ class SelectiveTrainer(Trainer):
     on_trained:
         Called with the ids this rank trains on at every (micro-)step, on the device (e.g. to
         count how often each example is chosen; no host sync unless it makes one).
+    live_reference:
+        A :class:`LiveReference` the method scores with (``build_method(...,
+        reference=live)``): the trainer runs its reference forward on every scored super-batch.
     Other arguments are the Trainer's.
     """
 
@@ -104,10 +104,12 @@ class SelectiveTrainer(Trainer):
         id_column: str = "id",
         loss_fn: Callable[[Tensor, Tensor], Tensor] = per_example_loss,
         on_trained: Callable[[Tensor], None] | None = None,
+        live_reference: LiveReference | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.on_trained = on_trained
+        self.live_reference = live_reference
         self.method = method
         self.super_batch_factor = check_int_range(super_batch_factor, "super_batch_factor", low=1)
         self.id_column = id_column
@@ -176,6 +178,8 @@ class SelectiveTrainer(Trainer):
         if scoring:
             k = self._share_size(ids, b, world)
             self.scoring_forwards += needs_forward(m.scorer)
+            if self.live_reference is not None:
+                self.live_reference.compute(features, labels, world, self.loss_fn)
             share, ids, weights, stats = select_share(
                 _unwrap(model),
                 features,
@@ -292,40 +296,6 @@ class _SaveSelectionState(TrainerCallback):
             if os.path.isdir(folder):
                 torch.save(self.trainer.selection_state(), os.path.join(folder, STATE_FILE))
         return control
-
-
-def reference_losses(
-    model: nn.Module,
-    dataset: Any,
-    *,
-    collator: Callable | None = None,
-    id_column: str = "id",
-    batch_size: int = 256,
-    loss_fn: Callable[[Tensor, Tensor], Tensor] = per_example_loss,
-    progress: bool = True,
-) -> ScoreTable:
-    """A trained reference's per-example loss on every row of ``dataset``, by id: the cache
-    that ``ReferenceLoss`` reads (one no-grad pass in eval mode, on the model's device).
-
-    ``dataset`` rows hold the model's inputs, ``labels`` (or ``label``) and ``id_column``;
-    ``collator`` batches them (default :func:`transformers.default_data_collator`).
-    """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-    from transformers import default_data_collator
-
-    device = next(model.parameters()).device
-    loader = DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collator or default_data_collator
-    )
-    ids, losses = [], []
-    with eval_mode(model), torch.no_grad():
-        for batch in tqdm(loader, desc="reference losses", disable=not progress, leave=False):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            ids.append(batch.pop(id_column).cpu())
-            labels = batch.pop(LABELS)
-            losses.append(loss_fn(model(**batch).logits, labels).float().cpu())
-    return ScoreTable(torch.cat(ids), torch.cat(losses))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

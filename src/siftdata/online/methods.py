@@ -284,7 +284,7 @@ def _scorer(spec, config, reference, example_ids, num_classes, device) -> Scorer
     if spec.uses_reference and reference is None:
         raise ValueError(f"method {spec.name!r} needs reference losses (a ScoreTable by id)")
     if spec.rule == "easy-reference":
-        return Negated(ReferenceLoss(reference))
+        return Negated(_reference_scorer(reference))
     if spec.rule == "none":
         return None
     if spec.rule == "grad-norm":
@@ -293,7 +293,12 @@ def _scorer(spec, config, reference, example_ids, num_classes, device) -> Scorer
     if spec.rule == "learner-loss":
         return learner
     cap = config.cap_for(num_classes)
-    return Learnability(learner, ReferenceLoss(reference), learner_loss_cap=cap)
+    return Learnability(learner, _reference_scorer(reference), learner_loss_cap=cap)
+
+
+def _reference_scorer(reference: ScoreTable | Scorer) -> Scorer:
+    """A cached table looked up by id, or a scorer of its own (e.g. a live reference forward)."""
+    return reference if isinstance(reference, Scorer) else ReferenceLoss(reference)
 
 
 def _selector(spec: MethodSpec, config: SelectionConfig, seed: int, device) -> Selector | None:
@@ -316,7 +321,7 @@ def build_method(
     name: str | MethodSpec,
     *,
     config: SelectionConfig | None = None,
-    reference: ScoreTable | None = None,
+    reference: ScoreTable | Scorer | None = None,
     example_ids: int | Tensor | None = None,
     num_classes: int | None = None,
     super_batch_factor: float | None = None,
@@ -333,7 +338,8 @@ def build_method(
     config:
         Method options (:class:`SelectionConfig`; its defaults when omitted).
     reference:
-        Reference losses by example id, for methods that use them.
+        Reference losses by example id, for methods that use them; or a :class:`Scorer` that
+        gives them itself (a live reference forward, for streams without ids).
     example_ids:
         The pool's ids (or their number, for ids ``0 … N−1``), for ``+stale`` methods.
     num_classes:
