@@ -160,39 +160,13 @@ class SelectiveTrainer(Trainer):
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None):
         """Select from the super-batch ``inputs``, then the Trainer's step on the selection."""
-        if self.id_column not in inputs:
-            raise ValueError(
-                f"the training batch has no {self.id_column!r} column (example ids): add one to "
-                f"the dataset, or name yours with id_column=; it has {sorted(inputs)}"
-            )
-        if LABELS not in inputs:
-            raise ValueError(
-                f"the training batch has no {LABELS!r} (the collator renames a 'label' column to "
-                f"it); it has {sorted(inputs)}"
-            )
+        self._check_columns(inputs)
         features = {k: v for k, v in inputs.items() if k not in (self.id_column, LABELS)}
         ids, labels = inputs[self.id_column], inputs[LABELS]
-        m, world = self.method, self.world
-        b = self.args.per_device_train_batch_size
+        m, b = self.method, self.args.per_device_train_batch_size
         scoring = m.selects and m.policy.should_score(self.selection_steps)
         if scoring:
-            k = self._share_size(ids, b, world)
-            self.scoring_forwards += needs_forward(m.scorer)
-            if self.live_reference is not None:
-                self.live_reference.compute(features, labels, world, self.loss_fn)
-            share, ids, weights, stats = select_share(
-                _unwrap(model),
-                features,
-                labels,
-                ids,
-                k=k * world.size,
-                method=m,
-                world=world,
-                loss_fn=self.loss_fn,
-                forward=m.scoring_forward or _logits,
-            )
-            self._add_stats(stats)
-            features, labels = _share_of(features, labels, share, world)
+            features, labels, ids, weights = self._selection(model, features, labels, ids, b)
         else:  # uniform, or a gate that does not score now: the first b of the super-batch
             first = slice(0, min(b, ids.shape[0]))
             features = {k: v[first] for k, v in features.items()}
@@ -205,6 +179,40 @@ class SelectiveTrainer(Trainer):
         finally:
             self._pending = None
             self.selection_steps += 1
+
+    def _check_columns(self, inputs: dict[str, Any]) -> None:
+        if self.id_column not in inputs:
+            raise ValueError(
+                f"the training batch has no {self.id_column!r} column (example ids): add one to "
+                f"the dataset, or name yours with id_column=; it has {sorted(inputs)}"
+            )
+        if LABELS not in inputs:
+            raise ValueError(
+                f"the training batch has no {LABELS!r} (the collator renames a 'label' column to "
+                f"it); it has {sorted(inputs)}"
+            )
+
+    def _selection(self, model, features, labels, ids, b: int):
+        """``(features, labels, ids, weights)`` of this rank's share of the global selection."""
+        m, world = self.method, self.world
+        k = self._share_size(ids, b, world)
+        self.scoring_forwards += needs_forward(m.scorer)
+        if self.live_reference is not None:
+            self.live_reference.compute(features, labels, world, self.loss_fn)
+        share, ids, weights, stats = select_share(
+            _unwrap(model),
+            features,
+            labels,
+            ids,
+            k=k * world.size,
+            method=m,
+            world=world,
+            loss_fn=self.loss_fn,
+            forward=m.scoring_forward or _logits,
+        )
+        self._add_stats(stats)
+        features, labels = _share_of(features, labels, share, world)
+        return features, labels, ids, weights
 
     def _share_size(self, ids: Tensor, b: int, world: World) -> int:
         """``b``; the last super-batch of a stream may be short (the same on every rank, as
