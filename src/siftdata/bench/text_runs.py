@@ -60,8 +60,9 @@ class _Recorder:
     every: int
     steps: int
     flops_per_example: int
-    reference: tuple[int, int]
-    """The reference's (cache fill, training) FLOPs: amortised and end-to-end extras."""
+    reference: tuple[int, int, float]
+    """The reference's (cache fill, training) FLOPs and its seconds (training and cache fill):
+    what amortised and end-to-end costs add."""
     batch: int
     super_batch: int
     records: list = field(default_factory=list)
@@ -78,7 +79,7 @@ class _Recorder:
         start = time.perf_counter()
         accuracy, loss = evaluate_text(trainer.model, self.data.splits["test"])
         self.eval_seconds += time.perf_counter() - start
-        f, (cache, reference_train) = self.flops_per_example, self.reference
+        f, (cache, reference_train, reference_seconds) = self.flops_per_example, self.reference
         train = 3 * f * self.batch * step
         score = f * self.super_batch * trainer.scoring_forwards
         stats = trainer.take_selection_stats()
@@ -92,7 +93,7 @@ class _Recorder:
                 "flops": train + score + cache,
                 "flops_end_to_end": train + score + cache + reference_train,
                 "seconds": self.seconds,
-                "seconds_end_to_end": self.seconds,
+                "seconds_end_to_end": self.seconds + reference_seconds,
                 "flops_by_phase": {
                     "train": train,
                     "score": score,
@@ -202,7 +203,8 @@ def _run(bench: NoisyTextScenario, name: str, seed: int, budget: float) -> list[
         super_batch_factor=factor,
         seed=derive_seed(seed, "selector"),
     )
-    ref_flops = (ref.cache_flops, ref.train_flops) if spec.uses_reference else (0, 0)
+    uses = spec.uses_reference
+    ref_flops = (ref.cache_flops, ref.train_flops, ref.info["seconds"]) if uses else (0, 0, 0.0)
     tags = {"method": name, "seed": seed, "budget": budget, "steps_budget": steps}
     recorder = _Recorder(
         {**tags, "base_steps": t.steps}, data, t.eval_every, steps, encoder_flops(cfg),
