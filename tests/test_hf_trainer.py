@@ -115,10 +115,13 @@ def test_a_resumed_run_selects_what_an_uninterrupted_one_selects(tmp_path):
 
 def test_gradient_accumulation_selects_every_micro_batch_and_logs_the_stats(tmp_path):
     trainer = _trainer(
-        tmp_path, _method(), max_steps=3, gradient_accumulation_steps=2, logging_steps=1
-    )
+        tmp_path, _method(), max_steps=3, gradient_accumulation_steps=2, logging_steps=1,
+        lr_scheduler_type="linear",
+    )  # fmt: skip
     trainer.train()
     assert trainer.selection_steps == 6 and len(trainer.trained) == 6
+    # the schedule spans the 3 optimizer steps (not the 6 selections): decayed to 0 at the end
+    assert trainer.state.global_step == 3 and trainer.lr_scheduler.get_last_lr()[0] == 0.0
     logged = [row for row in trainer.state.log_history if "loss" in row]
     assert len(logged) == 3
     assert all("selection/selected_score_mean" in row for row in logged), logged[0]
