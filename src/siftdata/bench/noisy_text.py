@@ -182,7 +182,7 @@ def text_reference(cfg: NoisyTextConfig, data: TextData, out: Path, *, seed: int
     pool = _rows(data.splits["pool"])
     table = reference_losses(model, pool, progress=progress)
     info = {
-        "test_acc": _accuracy(model, data.splits["test"]),
+        "test_acc": evaluate_text(model, data.splits["test"])[0],
         "seconds": time.perf_counter() - start,
         "steps": cfg.reference_steps,
     }
@@ -240,7 +240,3 @@ def evaluate_text(model, split: dict[str, Tensor], batch_size: int = 1024) -> tu
             correct += int((logits.argmax(1) == labels).sum())
             loss += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
     return correct / n, loss / n
-
-
-def _accuracy(model, split) -> float:
-    return evaluate_text(model, split)[0]

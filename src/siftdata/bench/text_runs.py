@@ -66,13 +66,18 @@ class _Recorder:
     batch: int
     super_batch: int
     records: list = field(default_factory=list)
-    corrupted: int = 0
+    corrupted: torch.Tensor | int = 0
+    """Mislabeled examples trained so far, summed on the device (read at each record)."""
     trained: int = 0
+    flags: torch.Tensor | None = None
+    """``is_corrupted`` where the trained ids are."""
     seconds: float = 0.0
     eval_seconds: float = 0.0
 
     def count(self, ids: torch.Tensor) -> None:
-        self.corrupted += int(self.data.is_corrupted[ids.cpu()].sum())
+        if self.flags is None or self.flags.device != ids.device:
+            self.flags = self.data.is_corrupted.to(ids.device)  # once, not every step
+        self.corrupted = self.corrupted + self.flags.index_select(0, ids).sum()
         self.trained += ids.numel()
 
     def record(self, trainer, step: int) -> None:
@@ -101,7 +106,7 @@ class _Recorder:
                     "reference_train": reference_train,
                 },
                 "seconds_by_phase": {"train": self.seconds, "eval": self.eval_seconds},
-                "mislabeled_selected": self.corrupted / self.trained if self.trained else None,
+                "mislabeled_selected": int(self.corrupted) / self.trained if self.trained else None,
                 "selection_stats": stats,
             }
         )

@@ -16,7 +16,7 @@ from ..core.pairwise import PairEmbeddings
 from ..scoring.scorers import FORWARD_NEEDS, Need, ScoringBatch
 from .world import World
 
-__all__ = ["all_gather_rows", "gather_outputs", "gather_scoring_batch"]
+__all__ = ["all_gather_rows", "all_gather_inputs", "gather_outputs", "gather_scoring_batch"]
 
 
 def all_gather_rows(rows: Tensor, world: World) -> Tensor:
@@ -27,6 +27,13 @@ def all_gather_rows(rows: Tensor, world: World) -> Tensor:
     parts = [torch.empty_like(rows) for _ in range(world.size)]
     dist.all_gather(parts, rows, group=world.group)
     return torch.cat(parts)
+
+
+def all_gather_inputs(inputs: Any, world: World) -> Any:
+    """Every rank's super-batch inputs: a tensor's rows, or each tensor of a tuple's."""
+    if isinstance(inputs, tuple):
+        return tuple(all_gather_rows(t, world) for t in inputs)
+    return all_gather_rows(inputs, world)
 
 
 def gather_outputs(outputs: Any, world: World) -> Any:

@@ -86,19 +86,10 @@ def scoring_led_by_rank0(world: World) -> Iterator[ScorePass]:
     if world.rank != 0:
         raise ValueError("scoring_led_by_rank0 runs on rank 0; the others follow_scoring_passes")
 
-    def score_pass(model, inputs, labels, scorers, *, shard_dir, **options) -> ScoredDataset:
+    def score_pass(model, inputs, labels, scorers, **options) -> ScoredDataset:
         portable = copy.deepcopy(model).to("cpu")
-        share_from_leader((_SCORE, (portable, dict(scorers), shard_dir, options)), world)
-        return score_dataset_on_ranks(
-            model,
-            inputs,
-            labels,
-            scorers,
-            shard_dir=shard_dir,
-            world=world,
-            result_on_every_rank=False,
-            **options,
-        )
+        share_from_leader((_SCORE, (portable, dict(scorers), options)), world)
+        return _led_share(model, inputs, labels, scorers, world, options)
 
     try:
         yield score_pass
@@ -121,14 +112,13 @@ def follow_scoring_passes(
             if payload is not None:
                 raise ValueError(f"rank 0 failed: {payload}")
             return
-        model, scorers, shard_dir, options = payload
-        score_dataset_on_ranks(
-            model.to(device),
-            inputs,
-            labels,
-            scorers,
-            shard_dir=shard_dir,
-            world=world,
-            result_on_every_rank=False,
-            **options,
-        )
+        model, scorers, options = payload
+        _led_share(model.to(device), inputs, labels, scorers, world, options)
+
+
+def _led_share(model, inputs, labels, scorers, world: World, options: dict):
+    """This rank's share of a pass rank 0 leads (``options`` as rank 0 gave them, ``shard_dir``
+    among them); the result on rank 0 only."""
+    return score_dataset_on_ranks(
+        model, inputs, labels, scorers, world=world, result_on_every_rank=False, **options
+    )

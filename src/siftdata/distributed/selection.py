@@ -29,7 +29,7 @@ from ..core.scores import per_example_loss
 from ..online.base import JointSelector, Selection, Selector
 from ..online.step import LossFn, ScoringForward, choose, forward_for_scoring
 from ..scoring.scorers import Scorer, ScoringBatch
-from .gather import all_gather_rows, gather_scoring_batch
+from .gather import all_gather_inputs, all_gather_rows, gather_scoring_batch
 from .world import World, even_share, shard, world_of
 
 __all__ = [
@@ -147,11 +147,7 @@ def take_share(selection: GlobalSelection, inputs: Any, labels: Tensor | None = 
     ``selection.share`` instead and skip the gather.
     """
     world = selection.world
-    if isinstance(inputs, tuple):
-        everything = tuple(all_gather_rows(t, world) for t in inputs)
-    else:
-        everything = all_gather_rows(inputs, world)
-    x = index_inputs(everything, selection.share)
+    x = index_inputs(all_gather_inputs(inputs, world), selection.share)
     y = None if labels is None else all_gather_rows(labels, world).index_select(0, selection.share)
     return x, y, selection.share_weights
 

@@ -11,15 +11,11 @@ from torch import Tensor, nn
 from ..distributed import World, observe_global, shard
 from ..distributed.gather import gather_scoring_batch
 from ..online.methods import SelectionMethod
+from ..online.policies import observes, policy_stats
 from ..online.step import LossFn, ScoringForward, choose, forward_for_scoring
 from ..scoring.scorers import ScoringBatch
 
-__all__ = ["observes", "select_share", "remember"]
-
-
-def observes(policy: Any) -> bool:
-    """Whether a scoring policy watches per-example scores (importance sampling's τ gate)."""
-    return getattr(policy, "observes", False)
+__all__ = ["select_share", "remember"]
 
 
 def select_share(
@@ -47,7 +43,7 @@ def select_share(
     stats = dict(selection.stats)
     if observes(m.policy):
         m.policy.observe(scores)
-        stats.update(m.policy.stats())
+        stats.update(policy_stats(m.policy))
     chosen = batch.ids.index_select(0, selection.indices)
     weights = None if selection.weights is None else shard(selection.weights, world)
     return shard(selection.indices, world), shard(chosen, world), weights, stats

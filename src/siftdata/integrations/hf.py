@@ -56,6 +56,7 @@ from ..distributed import World, all_gather_rows, world_of
 from ..distributed.selection import check_equal_shares
 from ..online.methods import SelectionMethod
 from ..scoring.scorers import check_missing, needs_forward
+from ..training.steps import unwrap
 from ._steps import remember, select_share
 from .hf_reference import LABELS, LiveReference, reference_losses
 
@@ -200,7 +201,7 @@ class SelectiveTrainer(Trainer):
         if self.live_reference is not None:
             self.live_reference.compute(features, labels, world, self.loss_fn)
         share, ids, weights, stats = select_share(
-            _unwrap(model),
+            unwrap(model),
             features,
             labels,
             ids,
@@ -304,11 +305,6 @@ class _SaveSelectionState(TrainerCallback):
             if os.path.isdir(folder):
                 torch.save(self.trainer.selection_state(), os.path.join(folder, STATE_FILE))
         return control
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module itself, not its DDP wrapper (the scoring forward must not touch DDP's state)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _share_of(features: dict[str, Tensor], labels, share: Tensor, world: World):

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from .._modes import eval_mode
 from ..core.scores import per_example_loss
 from ..distributed import World, all_gather_rows
+from ..scoring.scorers import StatelessScorer
 from ..store import ScoreTable
 
 __all__ = ["LABELS", "LiveReference", "reference_losses"]
@@ -54,14 +55,13 @@ def reference_losses(
     return ScoreTable(torch.cat(ids), torch.cat(losses))
 
 
-class LiveReference:
+class LiveReference(StatelessScorer):
     """Reference losses from a forward of the reference model on each super-batch, for data
     without a cache by id (a stream): a :class:`~siftdata.scoring.scorers.Scorer` for
     ``build_method(..., reference=live)``, fed by ``SelectiveTrainer(..., live_reference=live)``
     (one no-grad forward in eval mode on each rank's rows, all-gathered under several ranks)."""
 
     needs: frozenset = frozenset()
-    remembers = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -82,21 +82,6 @@ class LiveReference:
             )
         losses, self._losses = self._losses, None
         return losses
-
-    def observe(self, ids: Tensor, losses: Tensor) -> None:
-        return None
-
-    def check_ids(self, ids: Tensor) -> None:
-        return None
-
-    def check_missing(self) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
 
     def __repr__(self) -> str:
         return f"LiveReference({type(self.model).__name__})"

@@ -37,6 +37,7 @@ from .._batch import index_inputs
 from .._validation import check_int_range
 from ..core.scores import per_example_loss
 from ..distributed import all_gather_rows, world_of
+from ..distributed.gather import all_gather_inputs
 from ..online.methods import SelectionMethod
 from ..online.step import ScoringForward
 from ._steps import remember, select_share
@@ -140,7 +141,7 @@ def selective_step(pl_module: pl.LightningModule, batch: Any, selection: Selecti
             loss_fn=selection.loss_fn,
             forward=selection.forward,
         )
-        x = index_inputs(_gathered(x, world), positions)
+        x = index_inputs(all_gather_inputs(x, world), positions)
         y = all_gather_rows(y, world).index_select(0, positions)
         pl_module.log_dict({f"selection/{k}": v.float() for k, v in stats.items()})
     else:
@@ -153,10 +154,3 @@ def selective_step(pl_module: pl.LightningModule, batch: Any, selection: Selecti
     remember(m, world, scoring, ids, y, outputs, losses)
     selection.steps += 1
     return (losses * weights).mean() if weights is not None else losses.mean()
-
-
-def _gathered(x: Any, world) -> Any:
-    """Every rank's super-batch inputs (a tensor, or a tuple of tensors)."""
-    if isinstance(x, tuple):
-        return tuple(all_gather_rows(t, world) for t in x)
-    return all_gather_rows(x, world)

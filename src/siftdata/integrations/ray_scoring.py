@@ -33,7 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from .._modes import eval_mode
-from ..offline.scoring import ScoredDataset, forward_with_embeddings, score_rows
+from ..offline.scoring import (
+    ScoredDataset,
+    check_finite_scores,
+    forward_with_embeddings,
+    score_rows,
+)
 from ..offline.stored import save_score
 from ..scoring.scorers import Scorer
 
@@ -183,10 +188,7 @@ def ray_score_pass(*, concurrency: int = 1, num_gpus: float = 0) -> Callable[...
             seconds=time.perf_counter() - start,
             resumed=0,
         )
-        for name, values in result.scores.items():
-            n_bad = int((~torch.isfinite(values)).sum())
-            if n_bad:
-                raise ValueError(f"scorer {name!r} gave {n_bad} non-finite score(s) (NaN or inf)")
+        check_finite_scores(result.scores)
         return result
 
     return score_pass

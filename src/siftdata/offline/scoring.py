@@ -37,6 +37,7 @@ __all__ = [
     "ScoredDataset",
     "score_dataset",
     "score_rows",
+    "check_finite_scores",
     "forward_with_embeddings",
     "model_digest",
 ]
@@ -306,11 +307,17 @@ def _shard_key(model, data, scorers, embeddings: bool, shard_size: int) -> dict:
     return json.loads(json.dumps(key))
 
 
-def _assemble(done: list[dict], scorers, embeddings: bool, seconds: float, resumed: int):
-    scores = {name: torch.cat([d[f"score/{name}"] for d in done]) for name in scorers}
+def check_finite_scores(scores: Mapping[str, Tensor]) -> None:
+    """Raise ``ValueError`` naming the scorer and the count if a dataset's scores hold NaN or
+    inf (one host sync a scorer, once per dataset)."""
     for name, values in scores.items():
         n_bad = int((~torch.isfinite(values)).sum())
         if n_bad:
             raise ValueError(f"scorer {name!r} gave {n_bad} non-finite score(s) (NaN or inf)")
+
+
+def _assemble(done: list[dict], scorers, embeddings: bool, seconds: float, resumed: int):
+    scores = {name: torch.cat([d[f"score/{name}"] for d in done]) for name in scorers}
+    check_finite_scores(scores)
     emb = torch.cat([d["embeddings"] for d in done]) if embeddings else None
     return ScoredDataset(scores, emb, seconds, resumed)

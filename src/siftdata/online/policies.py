@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._validation import check_int_range
 
-__all__ = ["ScoringPolicy", "AlwaysScore", "ScoreAfter"]
+__all__ = ["ScoringPolicy", "AlwaysScore", "ScoreAfter", "observes", "policy_stats"]
 
 
 @runtime_checkable
@@ -63,3 +63,13 @@ class ScoreAfter:
 
     def __repr__(self) -> str:
         return f"ScoreAfter({self.steps})"
+
+
+def observes(policy: Any) -> bool:
+    """Whether a scoring policy watches per-example scores (importance sampling's τ gate)."""
+    return getattr(policy, "observes", False)
+
+
+def policy_stats(policy: Any) -> dict[str, Any]:
+    """A watching policy's stats (τ and the gate), on the device; ``{}`` for the others."""
+    return policy.stats() if observes(policy) else {}

@@ -29,6 +29,7 @@ from ..store import ScoreTable
 from .loss_memory import LossMemory
 
 __all__ = [
+    "StatelessScorer",
     "Need",
     "FORWARD_NEEDS",
     "ScoringBatch",
@@ -109,8 +110,8 @@ def needs_forward(scorer: Scorer) -> bool:
     return bool(scorer.needs & FORWARD_NEEDS)
 
 
-class _Stateless:
-    """Defaults for scorers that keep nothing between steps."""
+class StatelessScorer:
+    """Defaults for scorers that keep nothing between steps (a base for your own)."""
 
     remembers = False
 
@@ -143,7 +144,7 @@ def _required(value: Any, what: str, scorer: object) -> Any:
     return value
 
 
-class LearnerLoss(_Stateless):
+class LearnerLoss(StatelessScorer):
     """The learner's current per-example loss ("hard learner")."""
 
     needs = frozenset({Need.LOSS})
@@ -194,7 +195,7 @@ class RememberedLoss:
         return f"RememberedLoss({len(self.memory)} examples)"
 
 
-class ReferenceLoss(_Stateless):
+class ReferenceLoss(StatelessScorer):
     """A reference model's loss on each example, cached by id in a :class:`ScoreTable`.
 
     The table moves to the ids' device on first use (once), so lookups never cross devices.
@@ -314,7 +315,7 @@ class Learnability:
         return f"Learnability({self.learner!r}, {self.reference!r}, cap={self.learner_loss_cap})"
 
 
-class GradNormBound(_Stateless):
+class GradNormBound(StatelessScorer):
     """Norm of the per-example loss gradient at the outputs (Katharopoulos & Fleuret, 2018).
 
     ``loss`` picks the closed form (see :mod:`siftdata.core.scores`):
@@ -365,7 +366,7 @@ class GradNormBound(_Stateless):
         return f"GradNormBound({', '.join(options)})"
 
 
-class Entropy(_Stateless):
+class Entropy(StatelessScorer):
     """Predictive entropy of the learner's softmax (higher = more uncertain)."""
 
     needs = frozenset({Need.OUTPUTS})
@@ -374,7 +375,7 @@ class Entropy(_Stateless):
         return S.entropy(_required(batch.outputs, "outputs", self))
 
 
-class LeastConfidence(_Stateless):
+class LeastConfidence(StatelessScorer):
     """``1 − max_c p_c`` of the learner's softmax (higher = less confident)."""
 
     needs = frozenset({Need.OUTPUTS})
@@ -383,7 +384,7 @@ class LeastConfidence(_Stateless):
         return S.least_confidence(_required(batch.outputs, "outputs", self))
 
 
-class Margin(_Stateless):
+class Margin(StatelessScorer):
     """Gap between the two largest class probabilities; smaller = more uncertain, so select the
     most uncertain with ``Negated(Margin())``."""
 

@@ -22,6 +22,7 @@ from .. import schedules
 from .._batch import index_inputs
 from ..distributed import World, all_gather_rows, gather_scoring_batch, observe_global, shard
 from ..ledger import ComputeLedger
+from ..online.policies import observes, policy_stats
 from ..online.step import LossFn, choose, forward_for_scoring
 from ..scoring.scorers import ScoringBatch, check_missing
 from .checkpoint import global_rng_state, set_global_rng_state
@@ -96,7 +97,7 @@ class Loop:
         weights = _times(weights, self._source_weights(positions))
         outputs, losses, loss = self._update(x, y, weights)
         self._remember(scoring, ids, positions, y, outputs, losses.detach())
-        self.recorder.after_step(loss.detach(), trained, {**stats, **_policy_stats(m.policy)})
+        self.recorder.after_step(loss.detach(), trained, {**stats, **policy_stats(m.policy)})
         if self.selection_log is not None:
             self.selection_log.after_step(offered, trained, scoring)
         self.step += 1
@@ -135,7 +136,7 @@ class Loop:
         if self.weighted_source:
             self.source.observe(all_gather_rows(positions, w), all_gather_rows(losses, w))
         remembers = m.selects and m.scorer.remembers
-        watches = _observes(m.policy) and not scoring and outputs is not None
+        watches = observes(m.policy) and not scoring and outputs is not None
         if not (remembers or watches):
             return
         with self.ledger.track("remember", ("remember", self.config.batch_size, watches)):
@@ -160,7 +161,7 @@ class Loop:
             values = scores if isinstance(scores, Tensor) else scores.diagonal()
             check_step_values(values, "scores", self.step)
         selection = choose(scores, self.config.batch_size, m.selector)
-        if _observes(m.policy):
+        if observes(m.policy):
             m.policy.observe(scores)
         return selection.indices, selection.weights, selection.stats
 
@@ -272,15 +273,6 @@ def _times(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     if a is None or b is None:
         return b if a is None else a
     return a * b
-
-
-def _observes(policy: Any) -> bool:
-    """Whether a scoring policy watches per-example scores (importance sampling's τ gate)."""
-    return getattr(policy, "observes", False)
-
-
-def _policy_stats(policy: Any) -> dict[str, Tensor]:
-    return policy.stats() if _observes(policy) else {}
 
 
 def check_step_values(values: Tensor, what: str, step: int) -> None:
